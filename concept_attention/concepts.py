@@ -1,0 +1,122 @@
+"""Concept lists and their text-encoder embeddings.
+
+A concept enters the diffusion model like a prompt token: its embedding lives in the text encoder's output
+space (before the model's own text input path), one row per concept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ConceptAttentionError
+
+TOKEN_MODES = ("mean", "first_token")
+
+
+@dataclass(frozen=True)
+class Concepts:
+    """Concept names and their raw text-encoder embeddings, `embeddings[i]` belonging to `names[i]`."""
+
+    names: tuple[str, ...]
+    embeddings: torch.Tensor  # [C, ctx_dim]
+
+    def __init__(self, names, embeddings: torch.Tensor):
+        names = tuple(check_names(list(names)))
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(names):
+            raise ConceptAttentionError(
+                f"Concepts need one embedding row per name: got {len(names)} names and embeddings of shape "
+                f"{tuple(embeddings.shape)}; pass a [C, ctx_dim] tensor.")
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "embeddings", embeddings.detach())
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def parse_concepts(text: str) -> list[str]:
+    """Split "dog, grass, sky" (commas or new lines) into names; a trailing separator is allowed."""
+    parts = [p.strip() for p in re.split(r"[,\n]", text)]
+    while parts and not parts[-1]:
+        parts.pop()
+    return check_names(parts)
+
+
+def check_names(names: list[str]) -> list[str]:
+    if not names:
+        raise ConceptAttentionError(
+            "No concepts given. Type the things to find, separated by commas, e.g. 'cat, sofa, window'.")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise ConceptAttentionError(
+                f"Concept number {i + 1} is empty. Remove the extra comma or type a word there.")
+        key = name.strip().lower()
+        if key in seen:
+            raise ConceptAttentionError(
+                f"Concept {name.strip()!r} appears twice (numbers {seen[key] + 1} and {i + 1}). "
+                f"Each concept must be listed once, since the maps compete over the list.")
+        seen[key] = i
+    return [n.strip() for n in names]
+
+
+def encode_concepts(clip, names, token_mode: str = "mean") -> Concepts:
+    """Encode each concept alone with a ComfyUI CLIP object.
+
+    token_mode "mean" averages the encoder outputs over the concept's own word tokens (no BOS/EOS/padding);
+    "first_token" takes the first of them, the authors' choice (for T5 often a bare word-piece).
+    """
+    if token_mode not in TOKEN_MODES:
+        raise ConceptAttentionError(f"token_mode must be one of {TOKEN_MODES}, got {token_mode!r}.")
+    names = check_names(list(names))
+    rows = [_encode_one(clip, name, token_mode) for name in names]
+    return Concepts(names, torch.stack(rows))
+
+
+def _encode_one(clip, name: str, token_mode: str) -> torch.Tensor:
+    tokens = clip.tokenize(name, return_word_ids=True)
+    positions, expected_len = _word_positions(clip.cond_stage_model, tokens)
+    if not positions:
+        raise ConceptAttentionError(
+            f"Concept {name!r} encodes to no word tokens with this text encoder. Use a word or phrase.")
+    cond = clip.encode_from_tokens(tokens)[0].float()  # [L, ctx]
+    if cond.shape[0] != expected_len:
+        raise ConceptAttentionError(
+            f"Unexpected text-encoder output for {name!r}: {cond.shape[0]} tokens where the tokenizer gave "
+            f"{expected_len}. This text encoder ({type(clip.cond_stage_model).__name__}) is not supported.")
+    picked = cond[positions[:1]] if token_mode == "first_token" else cond[positions]
+    return picked.mean(dim=0).cpu()
+
+
+def _word_positions(encoder, tokens: dict) -> tuple[list[int], int]:
+    """Rows of the encoder's `cond` output that hold the concept's own word tokens, and its total length."""
+    positions: list[int] = []
+    offset = 0
+    for key in _cond_parts(encoder, tokens):
+        flat = [tok for chunk in tokens[key] for tok in chunk]
+        positions += [offset + i for i, tok in enumerate(flat) if tok[2] != 0]
+        offset += len(flat)
+    return positions, offset
+
+
+def _cond_parts(encoder, tokens: dict) -> list[str]:
+    """Which tokenizers' outputs make up `cond`, in order along the token axis."""
+    from comfy.text_encoders import flux, sd3_clip
+
+    if isinstance(encoder, flux.FluxClipModel):
+        return ["t5xxl"]
+    if isinstance(encoder, sd3_clip.SD3ClipModel):
+        parts = []
+        if encoder.clip_l is not None or encoder.clip_g is not None:
+            parts.append("l" if encoder.clip_l is not None else "g")
+        if encoder.t5xxl is not None:
+            parts.append("t5xxl")
+        return parts
+    if len(tokens) == 1:
+        return list(tokens)
+    raise ConceptAttentionError(
+        f"Text encoder {type(encoder).__name__} is not supported for concept encoding. Supported: the Flux.1 "
+        f"encoders (CLIP-L + T5-XXL) and the SD3/SD3.5 encoders (CLIP-L, CLIP-G, T5-XXL); load them with "
+        f"DualCLIPLoader or TripleCLIPLoader.")

@@ -1,0 +1,143 @@
+"""The handle a user keeps: it holds the settings of one attachment and the maps of its finished runs.
+
+A run is one sampling call (CFGGuider.sample). Maps are accumulated online while it runs and become a
+result only when it finishes normally; an interrupted run leaves nothing behind. Finished runs are found
+again by a fingerprint of the latent they produced, so a masks node always shows the run that made its
+LATENT, even when several samplers share one patched model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from .concepts import Concepts
+from .errors import ConceptAttentionError
+from .maps import MapAccumulator
+from .masks import ConceptMaps
+
+KEPT_RUNS = 16
+
+
+def latent_fingerprint(samples: torch.Tensor) -> str:
+    """Identity of a latent that survives moving it between devices and to fp16 intermediates."""
+    data = samples.detach().to("cpu", torch.float16).contiguous()
+    digest = hashlib.blake2b(data.numpy().tobytes(), digest_size=16)
+    digest.update(str(tuple(data.shape)).encode())
+    return digest.hexdigest()
+
+
+class Run:
+    """Accumulating state of one sampling call."""
+
+    def __init__(self, stop_after_last_layer: bool = False):
+        self.stop_after_last_layer = stop_after_last_layer
+        self.accumulator = MapAccumulator()
+        self.grid: tuple[int, int] | None = None
+        self.seen: set = set()  # (step, cond uuid) already recorded, so re-evaluations count once
+        self.steps_offered: set[int] = set()
+
+
+@dataclass
+class RunResult:
+    maps: torch.Tensor | None  # [B, C, h, w] fp32 on the CPU, softmax over C
+    problem: str = ""           # why there are no maps
+
+
+class Recorder:
+    """Concept-attention handle returned by `attach`.
+
+    `maps()` gives the maps of the latest finished run; `maps_for(latent)` those of the run that produced
+    `latent`. Survives deep copies (ModelPatcher.clone) as the same object.
+    """
+
+    def __init__(self, concepts: Concepts, family: str, blocks: list[int], steps: list[int] | None,
+                 space: str, latent_scale: int, patch_size: int):
+        self.concepts = concepts
+        self.family = family
+        self.blocks = blocks
+        self.steps = None if steps is None else frozenset(steps)
+        self.space = space
+        self.patch_size = patch_size
+        self.pixels_per_token = latent_scale * patch_size
+        self.key = f"concept_attention_{uuid.uuid4().hex}"
+        self.active: Run | None = None
+        self._results: OrderedDict[str, RunResult] = OrderedDict()
+        self._latest: RunResult | None = None
+
+    def __deepcopy__(self, memo):
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.concepts.names
+
+    # ---- results ----
+    def maps(self) -> torch.Tensor:
+        """Maps [B, C, h, w] (float32, token grid, softmax over C) of the latest finished run."""
+        if self._latest is None:
+            raise ConceptAttentionError(
+                "No sampling run has finished with this Concept Attention model yet. Sample with the patched "
+                "model first (any sampler node), then read the maps.")
+        return self._checked(self._latest)
+
+    def maps_for(self, samples: torch.Tensor) -> torch.Tensor:
+        """Maps of the run that produced this latent (LATENT["samples"])."""
+        result = self._results.get(latent_fingerprint(samples))
+        if result is None:
+            raise ConceptAttentionError(
+                "No Concept Attention run produced this LATENT. Wire the LATENT output of the sampler that "
+                "used this Concept Attention model (not a latent from elsewhere, a copy, or a batch slice), "
+                "and make sure that sampler ran to the end; an interrupted run keeps no maps.")
+        return self._checked(result)
+
+    def concept_maps_for(self, samples: torch.Tensor) -> ConceptMaps:
+        """The run that produced this latent, as ConceptMaps at the latent's image size."""
+        return self.concept_maps(self.maps_for(samples), samples.shape[-2:])
+
+    def concept_maps(self, maps: torch.Tensor, latent_hw) -> ConceptMaps:
+        scale = self.pixels_per_token // self.patch_size
+        return ConceptMaps(self.names, maps, (latent_hw[0] * scale, latent_hw[1] * scale), self.pixels_per_token)
+
+    @staticmethod
+    def _checked(result: RunResult) -> torch.Tensor:
+        if result.maps is None:
+            raise ConceptAttentionError(result.problem)
+        return result.maps
+
+    # ---- run lifecycle (driven by the sampling wrapper) ----
+    def begin_run(self, stop_after_last_layer: bool = False) -> Run:
+        self.active = Run(stop_after_last_layer)
+        return self.active
+
+    def abort_run(self, run: Run) -> None:
+        if self.active is run:
+            self.active = None
+
+    def finish_run(self, run: Run, output: torch.Tensor | None) -> RunResult:
+        self.abort_run(run)
+        if run.accumulator.count == 0:
+            result = RunResult(None, self._why_empty(run))
+        else:
+            result = RunResult(run.accumulator.mean(run.grid))
+        self._latest = result
+        if output is not None:
+            self._results[latent_fingerprint(output)] = result
+            while len(self._results) > KEPT_RUNS:
+                self._results.popitem(last=False)
+        return result
+
+    def wants_step(self, step: int) -> bool:
+        return self.steps is None or step in self.steps
+
+    def _why_empty(self, run: Run) -> str:
+        if run.steps_offered and self.steps is not None:
+            return (f"The run recorded no maps: the selected steps {sorted(self.steps)} were not among the "
+                    f"steps that ran ({min(run.steps_offered)}-{max(run.steps_offered)}). Widen the step "
+                    f"selection or leave it at 'all'.")
+        return ("The run recorded no maps: the model was never called with the positive (cond) prompt on a "
+                "step of the schedule. Check that the patched model is the one the sampler uses.")

@@ -1,0 +1,65 @@
+"""Inputs and outputs shared by the pack's nodes, and the conversion to ComfyUI's MASK / IMAGE types."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..concept_attention import masks as mask_ops
+from ..concept_attention.concepts import TOKEN_MODES
+from ..concept_attention.maps import SPACES
+
+Handle = io.Custom("CONCEPT_ATTENTION")
+Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
+CATEGORY = "mask/concept attention"
+MODELS = "Flux.1 (dev, schnell, Krea, Fill, Kontext) and SD3 / SD3.5 (Medium, Large, Large Turbo)"
+
+
+def concepts_input():
+    return io.String.Input("concepts", multiline=True, default="cat, sofa, window",
+                           tooltip="The things to find, separated by commas or new lines. One mask per concept, "
+                                   "in this order. Each pixel's scores sum to 1 over the list, so include a "
+                                   "'background' concept when the scene has one.")
+
+
+def blocks_input(default_text: str):
+    return io.String.Input("blocks", default="", advanced=True,
+                           tooltip=f"0-based joint (double) block indices to read maps from, e.g. '15-18' or "
+                                   f"'10, 12-14'. Empty: {default_text}.")
+
+
+def token_mode_input():
+    return io.Combo.Input("token_mode", options=list(TOKEN_MODES), default="mean", advanced=True,
+                          tooltip="How a concept becomes one token: 'mean' of the text encoder's outputs over "
+                                  "the concept's word pieces (robust for multi-piece words), or 'first_token' "
+                                  "as in the paper.")
+
+
+def space_input():
+    return io.Combo.Input("space", options=list(SPACES), default="output", advanced=True,
+                          tooltip="'output': ConceptAttention (attention-output space, the paper's method). "
+                                  "'cross_attention': raw image-query/concept-key attention, a weaker baseline.")
+
+
+def map_outputs():
+    return [
+        io.Mask.Output("masks", display_name="masks",
+                       tooltip="Soft masks at image resolution, one per concept and image: image 0's concepts "
+                               "in list order, then image 1's, and so on. Values in 0..1 sum to 1 over concepts."),
+        io.Image.Output("heatmaps", display_name="heatmaps",
+                        tooltip="One heat image per mask (same order), each stretched to its own range."),
+        io.Image.Output("segmentation", display_name="segmentation",
+                        tooltip="One image per input image, each pixel coloured by its strongest concept."),
+        Maps.Output("concept_maps", display_name="concept_maps",
+                    tooltip="The maps with their concept names, for the Concept Mask node."),
+    ]
+
+
+def overlay_input():
+    return io.Image.Input("image", optional=True,
+                          tooltip="Optional decoded image to draw the heatmaps and segmentation over.")
+
+
+def map_node_output(concept_maps: mask_ops.ConceptMaps, image=None) -> io.NodeOutput:
+    maps = concept_maps.at_image_size()
+    masks = maps.reshape(-1, *maps.shape[2:])
+    return io.NodeOutput(masks, mask_ops.heatmaps(maps, image), mask_ops.segmentation(maps, image), concept_maps)

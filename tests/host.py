@@ -1,0 +1,147 @@
+"""Finding ComfyUI and building tiny models through its own classes, for the host tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_NAME = "comfyui_concept_attention"
+
+
+def find_comfyui() -> Path | None:
+    """COMFYUI_PATH, else the ComfyUI whose custom_nodes holds this pack, else ~/ComfyUI."""
+    candidates = []
+    if os.environ.get("COMFYUI_PATH"):
+        candidates.append(Path(os.environ["COMFYUI_PATH"]))
+    if REPO.parent.name == "custom_nodes":
+        candidates.append(REPO.parent.parent)
+    candidates.append(Path.home() / "ComfyUI")
+    for path in candidates:
+        if (path / "comfy" / "model_patcher.py").is_file() and (path / "nodes.py").is_file():
+            return path.resolve()
+    return None
+
+
+def setup_comfyui(root: Path) -> None:
+    """Import ComfyUI headless on the CPU, ahead of this repo on sys.path (our `nodes/` must not shadow its)."""
+    for path in (str(REPO), str(root)):
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+    from comfy.cli_args import args
+
+    args.cpu = True
+    import comfy.model_management  # noqa: F401  (reads args.cpu)
+
+
+def load_pack():
+    """Import the pack the way ComfyUI does (a package from its folder), sharing `concept_attention`."""
+    import importlib.util
+
+    if PACK_NAME in sys.modules:
+        return sys.modules[PACK_NAME]
+    import concept_attention  # noqa: F401
+    for name in list(sys.modules):
+        if name == "concept_attention" or name.startswith("concept_attention."):
+            sys.modules[f"{PACK_NAME}.{name}"] = sys.modules[name]
+    spec = importlib.util.spec_from_file_location(PACK_NAME, REPO / "__init__.py",
+                                                  submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def init_weights(module: torch.nn.Module, seed: int) -> None:
+    """ComfyUI's ops leave weights uninitialised: fill them with a seeded, well-scaled random draw."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / p.shape[-1] ** 0.5)
+            elif "norm" in name or "scale" in name:
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+
+
+FLUX_CONFIG = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32,
+                   hidden_size=64, mlp_ratio=4.0, num_heads=2, depth=3, depth_single_blocks=1,
+                   axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True,
+                   txt_ids_dims=[])
+
+
+def tiny_flux(seed: int = 0, dtype=torch.float32, **overrides):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux({**FLUX_CONFIG, **overrides})
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    init_weights(model.diffusion_model, seed)
+    model.diffusion_model.to(dtype)
+    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+
+
+def tiny_sd3(seed: int = 0, depth: int = 3, self_attn_layers=(0,), context_width: int = 4096):
+    """SD3.5-style MMDiT (RMS QK-norm, MMDiT-X self-attention in the listed blocks, pre-only last block),
+    built from a random state dict through ComfyUI's own loader and model detection."""
+    import comfy.ops
+    import comfy.sd
+    import comfy.supported_models_base
+    from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
+
+    net = MMDiT(input_size=None, patch_size=2, in_channels=16, depth=depth, adm_in_channels=32,
+                context_embedder_config={"target": "torch.nn.Linear",
+                                         "params": {"in_features": context_width, "out_features": 64 * depth}},
+                pos_embed_max_size=16, num_patches=256, qk_norm="rms", x_block_self_attn_layers=list(self_attn_layers),
+                operations=comfy.ops.disable_weight_init)
+    init_weights(net, seed)
+    patcher = comfy.sd.load_diffusion_model_state_dict(net.state_dict())
+    patcher.model.diffusion_model.to(torch.float32)
+    return patcher
+
+
+def tiny_flux_clip(seed: int = 1):
+    import comfy.sd
+    import comfy.supported_models_base
+    from comfy.text_encoders.flux import FluxTokenizer, flux_clip
+
+    target = comfy.supported_models_base.ClipTarget(FluxTokenizer, flux_clip())
+    clip = comfy.sd.CLIP(target=target, model_options={
+        "t5xxl_model_config": {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16},
+        "clip_l_model_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+                                "num_attention_heads": 2, "projection_dim": 32}})
+    init_weights(clip.cond_stage_model, seed)
+    return clip
+
+
+def tiny_sd3_clip(seed: int = 2):
+    import comfy.sd
+    import comfy.supported_models_base
+    from comfy.text_encoders.sd3_clip import SD3Tokenizer, sd3_clip
+
+    target = comfy.supported_models_base.ClipTarget(SD3Tokenizer, sd3_clip(clip_l=True, clip_g=False, t5=False))
+    clip = comfy.sd.CLIP(target=target, model_options={
+        "clip_l_model_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+                                "num_attention_heads": 2, "projection_dim": 32}})
+    init_weights(clip.cond_stage_model, seed)
+    return clip
+
+
+def conditioning(clip, text: str, **extra):
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+    for c in cond:
+        c[1].update(extra)
+    return cond
+
+
+def sample(model, positive, negative, latent, *, steps=3, cfg=1.0, sampler="euler", seed=0, **kw):
+    import nodes
+
+    return nodes.common_ksampler(model, seed, steps, cfg, sampler, "simple", positive, negative,
+                                 {"samples": latent}, **kw)[0]["samples"]
