@@ -13,7 +13,7 @@ from .patch import attach
 
 def maps_from_latent(model_patcher, concepts: Concepts, latent: torch.Tensor, positive, *,
                      noise_level: float = 0.5, samples: int = 1, seed: int = 0, layers=None,
-                     space: str = "output") -> ConceptMaps:
+                     space: str = "output", softmax: bool = True) -> ConceptMaps:
     """Mean maps over `samples` noise draws of the image latent(s) at sigma `noise_level`.
 
     latent: the VAE encoding of the image ([B, C, H, W], as LATENT["samples"]); positive: a CONDITIONING
@@ -28,7 +28,8 @@ def maps_from_latent(model_patcher, concepts: Concepts, latent: torch.Tensor, po
             f"0.5 (the authors' default for Flux) is a good start.")
     if samples < 1:
         raise ConceptAttentionError(f"samples must be at least 1, got {samples}.")
-    patched, recorder = attach(model_patcher, concepts, layers=layers, space=space, stop_after_last_layer=True)
+    patched, recorder = attach(model_patcher, concepts, layers=layers, space=space, softmax=softmax,
+                               stop_after_last_layer=True)
     sampler = comfy.samplers.sampler_object("euler")
     sigmas = torch.tensor([float(noise_level), 0.0])
     total = None

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SPACES = ("output", "cross_attention")
+SPACES = ("output", "cross_attention", "value")  # the method, then the paper's ablation baselines
+NODE_SPACES = ("output", "cross_attention")
 
 
 def concept_attention(q_c, k_c, v_c, k_x, v_x) -> torch.Tensor:
@@ -22,19 +23,23 @@ def concept_attention(q_c, k_c, v_c, k_x, v_x) -> torch.Tensor:
     return out.transpose(1, 2).flatten(2)
 
 
-def saliency(space: str, *, o_x=None, o_c=None, q_x=None, k_c=None) -> torch.Tensor:
-    """Per-token concept saliency [B, N, C] in fp32, softmax over concepts.
+def saliency(space: str, *, o_x=None, o_c=None, q_x=None, k_c=None, v_x=None, v_c=None,
+             softmax: bool = True) -> torch.Tensor:
+    """Per-token concept saliency [B, N, C] in fp32, softmax over concepts (raw scores if not `softmax`).
 
     "output": o_x o_c^T over the concatenated heads (o_x [B, N, HD], o_c [B, C, HD]).
     "cross_attention": q_x k_c^T / sqrt(Dh) summed over heads (q_x [B, H, N, Dh], k_c [B, H, C, Dh]).
+    "value": v_x v_c^T summed over heads (v_x [B, H, N, Dh], v_c [B, H, C, Dh]).
     """
     if space == "output":
         logits = torch.matmul(o_x.float(), o_c.float().transpose(1, 2))
     elif space == "cross_attention":
         logits = torch.einsum("bhnd,bhcd->bnc", q_x.float(), k_c.float()) * q_x.shape[-1] ** -0.5
+    elif space == "value":
+        logits = torch.einsum("bhnd,bhcd->bnc", v_x.float(), v_c.float())
     else:
         raise ValueError(f"unknown space {space!r}; expected one of {SPACES}")
-    return logits.softmax(dim=-1)
+    return logits.softmax(dim=-1) if softmax else logits
 
 
 class MapAccumulator:

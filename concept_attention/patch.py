@@ -27,11 +27,13 @@ class StopForward(Exception):
 
 
 def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: str = "output",
-           stop_after_last_layer: bool = False):
+           softmax: bool = True, stop_after_last_layer: bool = False):
     """Clone `model_patcher` and attach ConceptAttention. Returns (patched clone, Recorder).
 
     layers: 0-based joint/double block indices (None: the model's default set). steps: 0-based sampling
-    step indices to record (None: all). space: "output" (the method) or "cross_attention" (baseline).
+    step indices to record (None: all). space: "output" (the method), or the baselines "cross_attention"
+    and "value"; softmax=False keeps raw scores (an ablation: maps then no longer sum to 1).
+    stop_after_last_layer: end each model call after the last needed block (maps only, no image).
     """
     if not isinstance(concepts, Concepts):
         raise ConceptAttentionError("attach() needs a Concepts object; build one with encode_concepts(clip, names).")
@@ -49,7 +51,7 @@ def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: st
     _check_embedding_width(adapter, concepts, model_name)
 
     latent_scale = model_patcher.model.latent_format.spacial_downscale_ratio
-    recorder = Recorder(concepts, adapter.family, blocks, steps, space, latent_scale, adapter.patch_size)
+    recorder = Recorder(concepts, adapter.family, blocks, steps, space, softmax, latent_scale, adapter.patch_size)
     patched = model_patcher.clone()
     patched.add_wrapper_with_key(_wrappers().OUTER_SAMPLE, WRAPPER_KEY,
                                  SampleWrapper(recorder, stop_after_last_layer))
@@ -208,10 +210,9 @@ class CallState:
         if index in self.record:
             image = slice(txt_len, txt_len + self.generated_tokens)  # reference-image tokens excluded
             for rows in self.chunks:
-                if self.recorder.space == "output":
-                    scores = maps_math.saliency("output", o_x=out[rows, image], o_c=o_c[rows])
-                else:
-                    scores = maps_math.saliency("cross_attention", q_x=q[rows, :, image], k_c=k_c[rows])
+                scores = maps_math.saliency(
+                    self.recorder.space, o_x=out[rows, image], o_c=o_c[rows], q_x=q[rows, :, image],
+                    k_c=k_c[rows], v_x=v[rows, :, image], v_c=v_c[rows], softmax=self.recorder.softmax)
                 self.run.accumulator.add(scores)
         return o_c
 

@@ -56,12 +56,13 @@ class Recorder:
     """
 
     def __init__(self, concepts: Concepts, family: str, blocks: list[int], steps: list[int] | None,
-                 space: str, latent_scale: int, patch_size: int):
+                 space: str, softmax: bool, latent_scale: int, patch_size: int):
         self.concepts = concepts
         self.family = family
         self.blocks = blocks
         self.steps = None if steps is None else frozenset(steps)
         self.space = space
+        self.softmax = softmax
         self.patch_size = patch_size
         self.pixels_per_token = latent_scale * patch_size
         self.key = f"concept_attention_{uuid.uuid4().hex}"

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..concept_attention import masks as mask_ops
 from ..concept_attention.concepts import TOKEN_MODES
-from ..concept_attention.maps import SPACES
+from ..concept_attention.maps import NODE_SPACES
 
 Handle = io.Custom("CONCEPT_ATTENTION")
 Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
@@ -35,7 +35,7 @@ def token_mode_input():
 
 
 def space_input():
-    return io.Combo.Input("space", options=list(SPACES), default="output", advanced=True,
+    return io.Combo.Input("space", options=list(NODE_SPACES), default="output", advanced=True,
                           tooltip="'output': ConceptAttention (attention-output space, the paper's method). "
                                   "'cross_attention': raw image-query/concept-key attention, a weaker baseline.")
 
