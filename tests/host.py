@@ -67,6 +67,9 @@ def init_weights(module: torch.nn.Module, seed: int) -> None:
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+        for name, b in module.named_buffers():
+            if "pos_embed" in name:  # MMDiT's positional table is an uninitialised buffer
+                b.copy_(0.5 * torch.randn(b.shape, generator=gen))
 
 
 FLUX_CONFIG = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32,
@@ -89,13 +92,14 @@ def tiny_flux(seed: int = 0, dtype=torch.float32, **overrides):
 
 def tiny_sd3(seed: int = 0, depth: int = 3, self_attn_layers=(0,), context_width: int = 4096):
     """SD3.5-style MMDiT (RMS QK-norm, MMDiT-X self-attention in the listed blocks, pre-only last block),
+    pooled width 1312 = tiny CLIP-L projection (32) + the zeros SD3 puts for a missing CLIP-G (1280),
     built from a random state dict through ComfyUI's own loader and model detection."""
     import comfy.ops
     import comfy.sd
     import comfy.supported_models_base
     from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
 
-    net = MMDiT(input_size=None, patch_size=2, in_channels=16, depth=depth, adm_in_channels=32,
+    net = MMDiT(input_size=None, patch_size=2, in_channels=16, depth=depth, adm_in_channels=1312,
                 context_embedder_config={"target": "torch.nn.Linear",
                                          "params": {"in_features": context_width, "out_features": 64 * depth}},
                 pos_embed_max_size=16, num_patches=256, qk_norm="rms", x_block_self_attn_layers=list(self_attn_layers),

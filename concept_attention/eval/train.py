@@ -1,0 +1,158 @@
+"""Train the tiny pixel-space Flux and its text encoder on synthetic scenes (rectified flow), on the CPU.
+
+    python -m concept_attention.eval.train                  # reproduces fixtures/tiny_flux.safetensors
+    python -m concept_attention.eval.train --out my.safetensors --steps 200
+
+Deterministic: a fixed seed, fixed thread count, scenes drawn by seed from the training range only
+(seeds below scenes.HELD_OUT_SEED). The loss of every step is printed and the first ones are stored in the
+fixture's metadata, so a short prefix can be re-run and compared (tests/test_eval_train.py does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+
+from . import scenes
+from .tiny_model import (FIXTURE, MODEL_CONFIG, TEXT_CONFIG, TextEncoder, Vocab, build_diffusion_model,
+                         encode_images, init_diffusion_weights, save)
+
+DEFAULTS = dict(steps=2400, batch=64, lr=1e-3, warmup=100, min_lr_ratio=0.05, weight_decay=0.01,
+                ema=0.998, caption_dropout=0.1, seed=0, threads=2, recorded_losses=20)
+
+
+def sample_sigmas(gen: torch.Generator, batch: int) -> torch.Tensor:
+    """Logit-normal noise levels (as SD3 / Flux training), in (0, 1)."""
+    return torch.sigmoid(torch.randn(batch, generator=gen))
+
+
+def lr_at(step: int, cfg: dict) -> float:
+    if step < cfg["warmup"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup"]
+    progress = (step - cfg["warmup"]) / max(1, cfg["steps"] - cfg["warmup"])
+    ratio = cfg["min_lr_ratio"] + (1 - cfg["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg["lr"] * ratio
+
+
+def batch_scenes(step: int, cfg: dict):
+    """The scenes of one step: seeds drawn from the training range by a per-step generator."""
+    rng = np.random.default_rng([cfg["seed"], step])
+    seeds = rng.integers(0, scenes.HELD_OUT_SEED, cfg["batch"])
+    drop = rng.random(cfg["batch"]) < cfg["caption_dropout"]
+    batch = [scenes.make_scene(int(s)) for s in seeds]
+    images = torch.from_numpy(np.stack([s.image for s in batch]))
+    captions = ["" if d else s.caption for s, d in zip(batch, drop)]
+    return images, captions
+
+
+def train(cfg: dict | None = None, log=print, stop_after: int | None = None):
+    """Train from scratch. Returns (diffusion model, text encoder, EMA copies, losses).
+
+    stop_after: end after that many steps (same schedule as the full run: for reproducibility checks)."""
+    import comfy.model_management
+
+    cfg = {**DEFAULTS, **(cfg or {})}
+    torch.set_num_threads(cfg["threads"])
+    was_training = comfy.model_management.in_training
+    comfy.model_management.in_training = True  # ComfyUI's differentiable RoPE path (as its own trainer does)
+    try:
+        return _train(cfg, log, stop_after)
+    finally:
+        comfy.model_management.in_training = was_training
+
+
+def _train(cfg: dict, log, stop_after):
+    torch.manual_seed(cfg["seed"])
+    model = build_diffusion_model()
+    dm = model.diffusion_model
+    init_diffusion_weights(dm, cfg["seed"])
+    dm.train()
+    vocab = Vocab()
+    text_encoder = TextEncoder(len(vocab), **TEXT_CONFIG)
+    params = list(dm.parameters()) + list(text_encoder.parameters())
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.99))
+    ema_dm, ema_te = copy.deepcopy(dm).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
+    gen = torch.Generator().manual_seed(cfg["seed"] + 1)
+    losses = []
+    pooled = torch.zeros(cfg["batch"], MODEL_CONFIG["vec_in_dim"])
+    start = time.time()
+    steps = cfg["steps"] if stop_after is None else min(stop_after, cfg["steps"])
+    for step in range(steps):
+        images, captions = batch_scenes(step, cfg)
+        x0 = encode_images(images)
+        ids, mask = vocab.batch(captions, text_encoder.max_len)
+        sigma = sample_sigmas(gen, x0.shape[0])
+        noise = torch.randn(x0.shape, generator=gen)
+        s = sigma.view(-1, 1, 1, 1)
+        x_t = (1 - s) * x0 + s * noise
+        # ComfyUI's Flux (CONST) convention: denoised = x_t - sigma * output, so output = noise - x0.
+        # ComfyUI's blocks update their residual streams in place (`img += ...`), which autograd refuses
+        # when the old value was saved for backward; saving copies makes the stock blocks trainable as is.
+        with torch.autograd.graph.saved_tensors_hooks(_save_copy, _identity):
+            out = dm(x_t, sigma, text_encoder(ids, mask), y=pooled[: x0.shape[0]])
+        loss = torch.nn.functional.mse_loss(out, noise - x0)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay_rate = min(cfg["ema"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema, live in ((ema_dm, dm), (ema_te, text_encoder)):
+                for pe, pl in zip(ema.parameters(), live.parameters()):
+                    pe.lerp_(pl, 1 - decay_rate)
+        losses.append(float(loss.detach()))
+        if step % 50 == 0 or step == steps - 1:
+            recent = sum(losses[-50:]) / len(losses[-50:])
+            log(f"step {step:5d}/{cfg['steps']}  loss {losses[-1]:.4f}  (mean of last 50: {recent:.4f})  "
+                f"lr {lr_at(step, cfg):.2e}  {time.time() - start:6.0f}s", flush=True)
+    return dm, text_encoder, ema_dm, ema_te, losses, cfg
+
+
+def _save_copy(t: torch.Tensor) -> torch.Tensor:
+    return t.clone()
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(FIXTURE), help="where to write the weights (default: the fixture)")
+    for key in ("steps", "batch", "seed", "threads"):
+        parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key])
+    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    args = parser.parse_args(argv)
+    _setup_comfyui()
+    cfg = {**DEFAULTS, "steps": args.steps, "batch": args.batch, "seed": args.seed, "threads": args.threads,
+           "lr": args.lr}
+    start = time.time()
+    _, _, ema_dm, ema_te, losses, cfg = train(cfg)
+    metadata = {"model_config": MODEL_CONFIG, "text_config": TEXT_CONFIG, "vocab": list(Vocab().words[2:]),
+                "train_config": cfg, "first_losses": losses[: cfg["recorded_losses"]],
+                "final_loss_mean_100": sum(losses[-100:]) / len(losses[-100:]),
+                "train_seconds": round(time.time() - start, 1), "torch": torch.__version__}
+    save(args.out, ema_dm, ema_te, metadata)
+    print(f"wrote {args.out} ({time.time() - start:.0f}s)")
+    return 0
+
+
+def _setup_comfyui() -> None:
+    from .comfy_host import setup
+
+    setup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
