@@ -1,0 +1,87 @@
+"""The V3 nodes as ComfyUI sees them: schemas, and execution with tiny models."""
+
+import pytest
+import torch
+
+import host
+from concept_attention.errors import ConceptAttentionError
+
+pytestmark = pytest.mark.host
+
+NODE_IDS = {"ConceptAttentionPatch", "ConceptAttentionMasks", "ConceptAttentionFromImage",
+            "ConceptAttentionSelectMask"}
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return host.load_pack()
+
+
+@pytest.fixture(scope="module")
+def flux():
+    return host.tiny_flux(seed=0)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return host.tiny_flux_clip(seed=1)
+
+
+class PixelUnshuffleVAE:
+    """Stand-in VAE (only `encode` is used): a fixed 8x downsampling to 16 channels."""
+
+    def encode(self, pixels):
+        x = pixels.movedim(-1, 1)[:, :, : pixels.shape[1] // 8 * 8, : pixels.shape[2] // 8 * 8]
+        x = torch.nn.functional.avg_pool2d(x, 2)  # [B, 3, H/2, W/2]
+        x = torch.nn.functional.pixel_unshuffle(x, 4)  # [B, 48, H/8, W/8]
+        return x[:, :16]
+
+
+def test_schemas_are_complete(pack):
+    import asyncio
+    ext = asyncio.run(pack.comfy_entrypoint())
+    nodes = asyncio.run(ext.get_node_list())
+    assert {n.define_schema().node_id for n in nodes} == NODE_IDS
+    for node in nodes:
+        schema = node.define_schema()
+        assert "Flux.1" in schema.description and "SD3" in schema.description
+        for item in list(schema.inputs) + list(schema.outputs):
+            assert item.tooltip, f"{schema.node_id}.{item.id} has no tooltip"
+
+
+def test_generation_masks_and_concept_mask(pack, flux, clip):
+    n = pack.nodes
+    patched, handle = n.ConceptAttentionPatch.execute(flux, clip, "cat, sofa, window", blocks="1-2").result
+    cond = host.conditioning(clip, "a cat on a sofa")
+    out = host.sample(patched, cond, host.conditioning(clip, ""), torch.zeros(2, 16, 8, 12), cfg=2.0)
+    image = torch.rand(2, 64, 96, 3)
+    masks, heat, seg, concept_maps = n.ConceptAttentionMasks.execute(handle, {"samples": out}, image).result
+    assert masks.shape == (6, 64, 96) and heat.shape == (6, 64, 96, 3) and seg.shape == (2, 64, 96, 3)
+    torch.testing.assert_close(masks.reshape(2, 3, 64, 96).sum(1), torch.ones(2, 64, 96))  # image-major order
+    mask = n.ConceptAttentionSelectMask.execute(concept_maps, "Sofa", "argmax").result[0]
+    assert mask.shape == (2, 64, 96)
+    assert torch.equal(mask, (masks.reshape(2, 3, 64, 96).argmax(1) == 1).float())
+    with pytest.raises(ConceptAttentionError, match="'dog' is not in this concept list"):
+        n.ConceptAttentionSelectMask.execute(concept_maps, "dog", "soft")
+    with pytest.raises(ConceptAttentionError, match="No Concept Attention run produced this LATENT"):
+        n.ConceptAttentionMasks.execute(handle, {"samples": torch.zeros(2, 16, 8, 12)})
+
+
+def test_patch_node_reports_bad_input(pack, flux, clip):
+    patch = pack.nodes.ConceptAttentionPatch
+    with pytest.raises(ConceptAttentionError, match="No concepts given"):
+        patch.execute(flux, clip, " , ")
+    with pytest.raises(ConceptAttentionError, match="appears twice"):
+        patch.execute(flux, clip, "cat, sofa, cat")
+    with pytest.raises(ConceptAttentionError, match="valid indices are 0-2"):
+        patch.execute(flux, clip, "cat", blocks="15-18")
+
+
+def test_from_image_node(pack, flux, clip):
+    image = torch.rand(1, 70, 64, 3)  # not a multiple of 16: masks still match the image
+    masks, heat, seg, concept_maps = pack.nodes.ConceptAttentionFromImage.execute(
+        flux, clip, PixelUnshuffleVAE(), image, "cat, dog", caption="a cat", noise_level=0.5, samples=2,
+        seed=3).result
+    assert masks.shape == (2, 70, 64) and seg.shape == (1, 70, 64, 3)
+    torch.testing.assert_close(masks.sum(0), torch.ones(70, 64))
+    assert concept_maps.names == ("cat", "dog")
