@@ -1,0 +1,143 @@
+"""Sampling overhead of ConceptAttention: wall-clock ratio patched / unpatched and extra peak memory,
+measured in one process on the same model (random weights: speed does not depend on their values).
+
+    python benchmarks/overhead.py --preset cpu-mid              # a mid-size Flux on the CPU
+    python benchmarks/overhead.py --preset flux-dev --device cuda  # full Flux-dev, 1024x1024, 10 concepts
+
+Prints one JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+PRESETS = {
+    # Flux.1-dev's architecture (12B parameters).
+    "flux-dev": dict(model=dict(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
+                                hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=19, depth_single_blocks=38,
+                                axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True,
+                                guidance_embed=True),
+                     resolution=1024, steps=20, prompt_tokens=512, repeats=3),
+    # A mid-size Flux that a CPU samples in seconds.
+    "cpu-mid": dict(model=dict(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=1024,
+                               hidden_size=768, mlp_ratio=4.0, num_heads=12, depth=8, depth_single_blocks=16,
+                               axes_dim=[16, 24, 24], theta=10000, patch_size=2, qkv_bias=True,
+                               guidance_embed=True),
+                    resolution=256, steps=4, prompt_tokens=256, repeats=3),
+}
+
+
+def find_comfyui(path: str | None) -> Path:
+    repo = Path(__file__).resolve().parents[1]
+    for candidate in ([Path(path)] if path else []) + [repo.parent.parent, Path.home() / "ComfyUI"]:
+        if (candidate / "comfy" / "model_patcher.py").is_file():
+            return candidate
+    sys.exit("ComfyUI not found: pass --comfyui PATH")
+
+
+def build_model(preset, device, dtype):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux(dict(image_model="flux", txt_ids_dims=[], **preset["model"]))
+    config.set_inference_dtype(dtype, None)
+    with torch.device(device):
+        model = config.get_model({}, device=device)
+    with torch.no_grad():
+        for p in model.diffusion_model.parameters():
+            p.normal_(0, 0.02)
+    model.diffusion_model.to(device=device, dtype=dtype)
+    offload = torch.device("cpu")
+    return comfy.model_patcher.ModelPatcher(model, torch.device(device), offload)
+
+
+def timed_sample(model, cond, latent, steps, device):
+    import comfy.sample
+
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", cond, cond, latent, disable_pbar=True, seed=0)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    return time.perf_counter() - start, peak
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-mid")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--concepts", type=int, default=10)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--resolution", type=int)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--comfyui")
+    args = parser.parse_args()
+    preset = PRESETS[args.preset]
+    steps = args.steps or preset["steps"]
+    resolution = args.resolution or preset["resolution"]
+    repeats = args.repeats or preset["repeats"]
+
+    comfy_root = find_comfyui(args.comfyui)
+    sys.path.insert(0, str(comfy_root))
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+    from comfy.cli_args import args as comfy_args
+    comfy_args.cpu = args.device == "cpu"
+    from concept_attention import Concepts, attach
+    from concept_attention.from_image import maps_from_latent
+
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    model = build_model(preset, args.device, dtype)
+    gen = torch.Generator().manual_seed(0)
+    ctx_dim, pooled_dim = preset["model"]["context_in_dim"], preset["model"]["vec_in_dim"]
+    cond = [[torch.randn(1, preset["prompt_tokens"], ctx_dim, generator=gen),
+             {"pooled_output": torch.randn(1, pooled_dim, generator=gen), "guidance": 3.5}]]
+    concepts = Concepts([f"concept {i}" for i in range(args.concepts)],
+                        torch.randn(args.concepts, ctx_dim, generator=gen))
+    patched, recorder = attach(model, concepts)
+    latent = torch.zeros(1, 16, resolution // 8, resolution // 8)
+
+    timed_sample(model, cond, latent, 1, args.device)  # warm-up: load weights, pick kernels
+    timed_sample(patched, cond, latent, 1, args.device)
+    times = {"unpatched": [], "patched": []}
+    peaks = {"unpatched": [], "patched": []}
+    for _ in range(repeats):  # interleaved, so drifts hit both alike
+        for name, m in (("unpatched", model), ("patched", patched)):
+            seconds, peak = timed_sample(m, cond, latent, steps, args.device)
+            times[name].append(seconds)
+            peaks[name].append(peak)
+    assert recorder.maps().shape[1] == args.concepts
+
+    one_step, _ = timed_sample(model, cond, latent, 1, args.device)
+    start = time.perf_counter()
+    maps_from_latent(model, concepts, latent + 0.1, cond, noise_level=0.5)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    from_image = time.perf_counter() - start
+
+    median = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "preset": args.preset, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "resolution": resolution, "steps": steps, "concepts": args.concepts, "dtype": str(dtype),
+        "seconds_unpatched": round(median["unpatched"], 4), "seconds_patched": round(median["patched"], 4),
+        "time_ratio": round(median["patched"] / median["unpatched"], 4),
+        "from_image_seconds": round(from_image, 4), "one_full_step_seconds": round(one_step, 4),
+    }
+    if args.device == "cuda":
+        base, extra = max(peaks["unpatched"]), max(peaks["patched"]) - max(peaks["unpatched"])
+        result.update(peak_bytes_unpatched=base, extra_peak_bytes=extra, extra_peak_ratio=round(extra / base, 5))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
