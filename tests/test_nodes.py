@@ -85,3 +85,30 @@ def test_from_image_node(pack, flux, clip):
     assert masks.shape == (2, 70, 64) and seg.shape == (1, 70, 64, 3)
     torch.testing.assert_close(masks.sum(0), torch.ones(70, 64))
     assert concept_maps.names == ("cat", "dog")
+
+
+def test_every_sampler_node_records_its_run(pack, flux, clip):
+    """KSampler, KSamplerAdvanced (started late: schedule indices are relative), SamplerCustom and
+    SamplerCustomAdvanced, each followed by the masks node on its own LATENT."""
+    import nodes as comfy_nodes
+    from comfy_extras import nodes_custom_sampler as custom
+
+    patched, handle = pack.nodes.ConceptAttentionPatch.execute(flux, clip, "cat, sofa", steps="1").result
+    pos, neg = host.conditioning(clip, "a cat on a sofa"), host.conditioning(clip, "")
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}
+    sigmas = custom.BasicScheduler.execute(patched, "simple", 3, 1.0).result[0]
+    sampler = custom.KSamplerSelect.execute("euler").result[0]
+    outputs = [
+        comfy_nodes.KSampler().sample(patched, 1, 3, 2.0, "euler", "simple", pos, neg, latent)[0],
+        comfy_nodes.KSamplerAdvanced().sample(patched, "enable", 2, 4, 2.0, "euler", "simple", pos, neg, latent,
+                                              1, 10000, "disable")[0],
+        custom.SamplerCustom.execute(patched, True, 3, 2.0, pos, neg, sampler, sigmas, latent).result[0],
+        custom.SamplerCustomAdvanced.execute(custom.RandomNoise.execute(4).result[0],
+                                             custom.BasicGuider.execute(patched, pos).result[0], sampler, sigmas,
+                                             latent).result[0],
+    ]
+    maps = [pack.nodes.ConceptAttentionMasks.execute(handle, out).result[3].maps for out in outputs]
+    for i, m in enumerate(maps):
+        assert m.shape == (1, 2, 4, 4)
+        for other in maps[i + 1:]:
+            assert not torch.allclose(m, other)
