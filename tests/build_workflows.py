@@ -1,0 +1,546 @@
+"""Writes the example workflows in workflows/*.json (ComfyUI UI / litegraph format, version 0.4).
+
+    ~/.venvs/comfyui-ca/bin/python tests/build_workflows.py
+
+Each workflow is described below by its nodes (type, position, widget values by name) and links (by output
+and input name). Slots, socket lists and the order of `widgets_values` come from the real node definitions
+of the ComfyUI found by tests/host.py, so a renamed input shows up here. tests/test_workflows.py and
+tests/test_browser.py check the written files; rerun this after changing a node's inputs, then refresh
+the screenshots and thumbnails with `CA_UPDATE_SCREENSHOTS=1 python -m pytest tests/test_browser.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workflow_tools as wt  # noqa: E402
+
+PACK_VERSION = "0.1.0"
+COMFY_VERSION = "0.25.0"
+
+MODEL_URLS = {
+    "flux1-dev.safetensors":
+        "https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors",
+    "flux1-dev-kontext_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/flux1-kontext-dev_ComfyUI/resolve/main/split_files/diffusion_models/"
+        "flux1-dev-kontext_fp8_scaled.safetensors",
+    "clip_l.safetensors":
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
+    "t5xxl_fp16.safetensors":
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+    "ae.safetensors":
+        "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+    "sd3.5_large_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/"
+        "sd3.5_large_fp8_scaled.safetensors?download=true",
+}
+FOLDER_OF = {name: folder for folder, names in wt.MODEL_FILES.items() for name in names}
+
+GROUP_COLORS = {"models": "#3f789e", "generate": "#8A8", "concepts": "#a1309b", "edit": "#b06634",
+                "output": "#444"}
+
+
+class Node:
+    def __init__(self, graph, node_id, type_, cls, pos, size, widgets, title, color, models):
+        self.graph, self.id, self.type, self.cls = graph, node_id, type_, cls
+        self.pos, self.size, self.widgets, self.title = list(pos), size, dict(widgets or {}), title
+        self.color, self.models = color, models
+        self.in_links: dict[str, int] = {}
+        self.out_links: dict[int, list[int]] = {}
+
+    def out_slot(self, output) -> tuple[int, str]:
+        if self.type in wt.VIRTUAL_NODES:
+            raise ValueError("notes have no outputs")
+        outs = wt.outputs(self.cls)
+        for i, (name, typ) in enumerate(outs):
+            if output in (i, name, typ):
+                return i, typ
+        raise KeyError(f"{self.type} has no output {output!r}: {outs}")
+
+
+class Graph:
+    def __init__(self, name: str):
+        self.name = name
+        self.nodes: list[Node] = []
+        self.links: list[list] = []
+        self.groups: list[tuple[str, list[Node], str]] = []
+
+    def add(self, type_, pos, widgets=None, *, size=None, title=None, color=None):
+        mappings = wt.load_comfy_nodes().NODE_CLASS_MAPPINGS
+        cls = None if type_ in wt.VIRTUAL_NODES else mappings[type_]
+        models = None
+        folders = wt.LOADER_FOLDERS.get(type_, {})
+        if folders:
+            models = [{"name": widgets[w], "url": MODEL_URLS[widgets[w]], "directory": folder}
+                      for w, folder in folders.items()]
+            for entry in models:
+                assert FOLDER_OF[entry["name"]] == entry["directory"], entry
+        node = Node(self, len(self.nodes) + 1, type_, cls, pos, size, widgets, title, color, models)
+        self.nodes.append(node)
+        return node
+
+    def note(self, pos, size, text):
+        node = self.add("MarkdownNote", pos, size=size)
+        node.widgets = {"text": text}
+        return node
+
+    def link(self, src: Node, output, dst: Node, input_name: str):
+        slot, typ = src.out_slot(output)
+        sockets = [n for n, _, _ in wt.socket_inputs(dst.cls)]
+        if input_name not in sockets:
+            raise KeyError(f"{dst.type} has no socket input {input_name!r}: {sockets}")
+        if input_name in dst.in_links:
+            raise ValueError(f"{dst.type}.{input_name} linked twice")
+        link_id = len(self.links) + 1
+        self.links.append([link_id, src.id, slot, dst.id, None, typ])  # target slot filled in by to_json
+        dst.in_links[input_name] = link_id
+        src.out_links.setdefault(slot, []).append(link_id)
+        return link_id
+
+    def group(self, title, members, color):
+        self.groups.append((title, members, color))
+
+    # --- serialisation ---------------------------------------------------------------------------------------
+
+    def _widgets_values(self, node: Node) -> list:
+        if node.type in wt.VIRTUAL_NODES:
+            return [node.widgets["text"]]
+        specs = {n: (t, o) for n, t, o, _ in wt.input_specs(node.cls)}
+        unknown = set(node.widgets) - set(specs)
+        if unknown:
+            raise KeyError(f"{node.type}: unknown widgets {unknown}")
+        values = []
+        last = None
+        for slot in wt.widget_slots(node.cls):
+            if slot is None:  # control_after_generate value or the image upload button
+                values.append("image" if specs[last][1].get("image_upload") else "randomize")
+                continue
+            last = slot
+            typ, opts = specs[slot]
+            if slot in node.widgets:
+                values.append(node.widgets[slot])
+            elif "default" in opts:
+                values.append(opts["default"])
+            elif typ == "COMBO" and opts.get("options"):
+                values.append(opts["options"][0])
+            else:
+                raise KeyError(f"{node.type}: no value for widget {slot!r}")
+        return values
+
+    def _size(self, node: Node) -> list[float]:
+        if node.size:
+            return list(node.size)
+        widgets = [(t, o) for _, t, o, _ in wt.input_specs(node.cls) if wt.is_widget(t, o)]
+        slots = max(len(wt.socket_inputs(node.cls)), len(wt.outputs(node.cls)))
+        height = 12 + 24 * slots + sum(110 if o.get("multiline") else 24 for _, o in widgets)
+        height += 24 * (len(wt.widget_slots(node.cls)) - len(widgets))
+        return [320, max(height, 46)]
+
+    def _order(self) -> dict[int, int]:
+        deps = {n.id: set() for n in self.nodes}
+        for _, src, _, dst, _, _ in self.links:
+            deps[dst].add(src)
+        order, done = {}, set()
+        while len(done) < len(self.nodes):
+            ready = sorted(i for i in deps if i not in done and deps[i] <= done)
+            if not ready:
+                raise ValueError("cycle")
+            for i in ready:
+                order[i] = len(order)
+                done.add(i)
+        return order
+
+    def to_json(self) -> dict:
+        order = self._order()
+        links = {link[0]: link for link in self.links}
+        nodes = []
+        for node in self.nodes:
+            entry = {"id": node.id, "type": node.type, "pos": node.pos, "size": self._size(node), "flags": {},
+                     "order": order[node.id], "mode": 0, "inputs": [], "outputs": []}
+            if node.type not in wt.VIRTUAL_NODES:
+                for name, typ, category in wt.socket_inputs(node.cls):
+                    if category == "optional" and name not in node.in_links:
+                        continue
+                    link_id = node.in_links.get(name)
+                    if link_id is not None:
+                        links[link_id][4] = len(entry["inputs"])
+                    entry["inputs"].append({"name": name, "type": typ, "link": link_id})
+                for slot, (name, typ) in enumerate(wt.outputs(node.cls)):
+                    out = {"name": name, "type": typ, "links": node.out_links.get(slot, [])}
+                    if out["links"]:
+                        out["slot_index"] = slot
+                    entry["outputs"].append(out)
+            if node.title:
+                entry["title"] = node.title
+            ours = node.type in wt.PACK_NODE_IDS
+            entry["properties"] = {"cnr_id": "comfyui-concept-attention" if ours else "comfy-core",
+                                   "ver": PACK_VERSION if ours else COMFY_VERSION,
+                                   "Node name for S&R": node.type}
+            if node.type in wt.VIRTUAL_NODES:
+                entry["properties"] = {}
+            if node.models:
+                entry["properties"]["models"] = node.models
+            entry["widgets_values"] = self._widgets_values(node)
+            if node.color:
+                entry["color"], entry["bgcolor"] = node.color
+            nodes.append(entry)
+        groups = []
+        for i, (title, members, color) in enumerate(self.groups, start=1):
+            boxes = [(n.pos[0], n.pos[1], *self._size(n)) for n in members]
+            x0 = min(b[0] for b in boxes) - 20
+            y0 = min(b[1] for b in boxes) - 30 - 50
+            x1 = max(b[0] + b[2] for b in boxes) + 20
+            y1 = max(b[1] + b[3] for b in boxes) + 20
+            groups.append({"id": i, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0], "color": color,
+                           "font_size": 24, "flags": {}})
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": nodes,
+                "links": self.links, "groups": groups, "config": {},
+                "extra": {"ds": {"scale": 0.6, "offset": [60, 120]}}, "version": 0.4}
+
+
+# --- shared building blocks ------------------------------------------------------------------------------------
+
+NEGATIVE_COLOR = ("#322", "#533")
+POSITIVE_COLOR = ("#232", "#353")
+
+
+def flux_loaders(g: Graph, x, y, unet="flux1-dev.safetensors"):
+    model = g.add("UNETLoader", (x, y), {"unet_name": unet, "weight_dtype": "default"}, size=[320, 82])
+    clip = g.add("DualCLIPLoader", (x, y + 140),
+                 {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux",
+                  "device": "default"}, size=[320, 130])
+    vae = g.add("VAELoader", (x, y + 330), {"vae_name": "ae.safetensors"}, size=[320, 58])
+    return model, clip, vae
+
+
+def flux_prompt(g: Graph, clip, x, y, text, guidance=3.5, title="Prompt"):
+    """CLIPTextEncode -> FluxGuidance (positive) and ConditioningZeroOut (negative), as ComfyUI's Flux
+    templates wire them for cfg 1."""
+    enc = g.add("CLIPTextEncode", (x, y), {"text": text}, size=[400, 160], title=title, color=POSITIVE_COLOR)
+    g.link(clip, "CLIP", enc, "clip")
+    pos = g.add("FluxGuidance", (x, y + 210), {"guidance": guidance}, size=[400, 58])
+    g.link(enc, 0, pos, "conditioning")
+    neg = g.add("ConditioningZeroOut", (x, y + 320), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    return enc, pos, neg
+
+
+def ksampler(g: Graph, x, y, model, positive, negative, latent, *, steps=20, cfg=1.0, sampler="euler",
+             scheduler="simple", denoise=1.0, seed=42, title=None):
+    ks = g.add("KSampler", (x, y), {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler,
+                                    "scheduler": scheduler, "denoise": denoise}, size=[320, 262], title=title)
+    g.link(model, 0, ks, "model")
+    g.link(positive, 0, ks, "positive")
+    g.link(negative, 0, ks, "negative")
+    g.link(latent, 0, ks, "latent_image")
+    return ks
+
+
+def image_out(g: Graph, type_, pos, title=None, prefix=None, size=(380, 420)):
+    widgets = {"filename_prefix": prefix} if type_ == "SaveImage" else {}
+    return g.add(type_, pos, widgets, size=list(size), title=title)
+
+
+FLUX_FILES = """**Models** (ComfyUI/models/...)
+- diffusion_models/[flux1-dev.safetensors](https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors)
+- text_encoders/[clip_l.safetensors](https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors), [t5xxl_fp16.safetensors](https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors)
+- vae/[ae.safetensors](https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors)
+"""
+
+DOG_PROMPT = ("a photo of a corgi dog sitting on the grass in a sunny park, a tree and blue sky in the "
+              "background")
+DOG_CONCEPTS = "dog, grass, tree, sky"
+DRAWING_CAPTION = ("a child's drawing of a girl with yellow hair in a pink dress standing on green grass "
+                   "under a blue sky with white clouds")
+
+
+# --- the workflows ---------------------------------------------------------------------------------------------
+
+def generation_tail(g: Graph, ca, ks, vae, prefix):
+    """VAE Decode, Concept Attention Masks (decoded image as overlay) and the previews, for (a) and (e)."""
+    dec = g.add("VAEDecode", (860, 330), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, "VAE", dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (1240, 0), size=[380, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(ks, 0, masks, "latent")
+    g.link(dec, 0, masks, "image")
+    seg = image_out(g, "PreviewImage", (1240, 220), title="Segmentation")
+    g.link(masks, "segmentation", seg, "images")
+    save = image_out(g, "SaveImage", (1680, 0), prefix=prefix)
+    g.link(dec, 0, save, "images")
+    heat = image_out(g, "PreviewImage", (1680, 500), title="Heatmaps (one per concept)")
+    g.link(masks, "heatmaps", heat, "images")
+    g.group("Sample", [ks, dec], GROUP_COLORS["generate"])
+    g.group("Concept masks", [masks, seg], GROUP_COLORS["concepts"])
+    return dec, masks
+
+
+def flux_generation_masks() -> Graph:
+    g = Graph("flux_generation_masks")
+    model, clip, vae = flux_loaders(g, 0, 0)
+    g.note((0, 520), [320, 330], FLUX_FILES + """
+**Concept Attention** records one map per concept while KSampler runs; the image itself is unchanged.
+
+1. Write the prompt and the concepts (comma separated; add `background` or other scene parts so every
+   pixel has a concept to belong to).
+2. Run. *Concept Attention Masks* gives one MASK per concept (in list order), heatmaps and a
+   segmentation, drawn over the decoded image.
+""")
+    ca = g.add("ConceptAttentionPatch", (400, 0), {"concepts": DOG_CONCEPTS}, size=[400, 250])
+    g.link(model, "MODEL", ca, "model")
+    g.link(clip, "CLIP", ca, "clip")
+    enc, pos, neg = flux_prompt(g, clip, 400, 320, DOG_PROMPT)
+    latent = g.add("EmptySD3LatentImage", (400, 720), {"width": 1024, "height": 1024, "batch_size": 1},
+                   size=[400, 106])
+    ks = ksampler(g, 860, 0, ca, pos, neg, latent)
+    generation_tail(g, ca, ks, vae, "concept_attention/flux")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("Prompt and Concept Attention", [ca, enc, pos, neg, latent], GROUP_COLORS["generate"])
+    return g
+
+
+def masks_from_image() -> Graph:
+    g = Graph("masks_from_image")
+    model, clip, vae = flux_loaders(g, 0, 0)
+    image = g.add("LoadImage", (0, 500), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 960), [320, 280], FLUX_FILES + """
+Load any image, name the concepts to find and describe the image in `caption` (optional). One partial
+forward pass of the model per sample gives the maps; *Concept Mask* picks one concept's mask by name.
+""")
+    fi = g.add("ConceptAttentionFromImage", (400, 0),
+               {"concepts": "girl, hair, dress, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
+                "samples": 1, "seed": 0}, size=[400, 420])
+    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (image, "image")):
+        g.link(src, 0, fi, name)
+    cm = g.add("ConceptAttentionSelectMask", (400, 500), {"concept": "dress", "mode": "argmax",
+                                                          "threshold": 0.5}, size=[400, 130])
+    g.link(fi, "concept_maps", cm, "concept_maps")
+    seg = image_out(g, "PreviewImage", (860, 0), title="Segmentation")
+    g.link(fi, "segmentation", seg, "images")
+    heat = image_out(g, "PreviewImage", (860, 500), title="Heatmaps (one per concept)")
+    g.link(fi, "heatmaps", heat, "images")
+    mask = image_out(g, "MaskPreview", (1300, 0), title="Mask: dress")
+    g.link(cm, 0, mask, "mask")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("Concept masks", [fi, cm], GROUP_COLORS["concepts"])
+    return g
+
+
+def attention_guided_inpainting() -> Graph:
+    g = Graph("attention_guided_inpainting")
+    model, clip, vae = flux_loaders(g, 0, 0)
+    g.note((0, 520), [320, 400], FLUX_FILES + """
+1. The first KSampler makes the picture with Concept Attention recording the concepts.
+2. *Concept Mask* picks `dog`; Grow Mask and Feather Mask widen and soften it.
+3. Set Latent Noise Mask limits the second KSampler to that region: it paints what the second prompt
+   asks for (a cat) and keeps the rest of the picture.
+
+With an inpainting model (Flux Fill) use InpaintModelConditioning instead of Set Latent Noise Mask.
+""")
+    ca = g.add("ConceptAttentionPatch", (400, 0), {"concepts": DOG_CONCEPTS}, size=[400, 250])
+    g.link(model, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc, pos, neg = flux_prompt(g, clip, 400, 320, DOG_PROMPT)
+    latent = g.add("EmptySD3LatentImage", (400, 720), {"width": 1024, "height": 1024, "batch_size": 1},
+                   size=[400, 106])
+    ks = ksampler(g, 860, 0, ca, pos, neg, latent, title="KSampler (picture)")
+    dec = g.add("VAEDecode", (860, 330), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 450), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(ks, 0, masks, "latent")
+    g.link(dec, 0, masks, "image")
+    first = image_out(g, "PreviewImage", (860, 640), title="Picture", size=(320, 360))
+    g.link(dec, 0, first, "images")
+
+    cm = g.add("ConceptAttentionSelectMask", (1240, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    grow = g.add("GrowMask", (1240, 190), {"expand": 24, "tapered_corners": True}, size=[320, 82])
+    g.link(cm, 0, grow, "mask")
+    feather = g.add("FeatherMask", (1240, 330), {"left": 24, "top": 24, "right": 24, "bottom": 24},
+                    size=[320, 130])
+    g.link(grow, 0, feather, "mask")
+    noise_mask = g.add("SetLatentNoiseMask", (1240, 520), size=[320, 46])
+    g.link(ks, 0, noise_mask, "samples")
+    g.link(feather, 0, noise_mask, "mask")
+    mask_view = image_out(g, "MaskPreview", (1240, 640), title="Inpaint mask", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+
+    enc2, pos2, neg2 = flux_prompt(g, clip, 1640, 0, DOG_PROMPT.replace("corgi dog", "tabby cat"),
+                                   title="Prompt for the masked region")
+    ks2 = ksampler(g, 1640, 420, model, pos2, neg2, noise_mask, seed=7, title="KSampler (inpaint)")
+    dec2 = g.add("VAEDecode", (1640, 740), size=[320, 46])
+    g.link(ks2, 0, dec2, "samples")
+    g.link(vae, 0, dec2, "vae")
+    save = image_out(g, "SaveImage", (2100, 0), prefix="concept_attention/inpainted")
+    g.link(dec2, 0, save, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Picture with Concept Attention", [ca, enc, pos, neg, latent, ks, dec, masks, first],
+            GROUP_COLORS["generate"])
+    g.group("2. Mask of one concept", [cm, grow, feather, noise_mask, mask_view], GROUP_COLORS["concepts"])
+    g.group("3. Inpaint the region", [enc2, pos2, neg2, ks2, dec2], GROUP_COLORS["edit"])
+    return g
+
+
+def concept_compositing() -> Graph:
+    g = Graph("concept_compositing")
+    model, clip, vae = flux_loaders(g, 0, 0)
+    g.note((0, 520), [320, 330], FLUX_FILES + """
+Cuts one concept out of the subject image and pastes it onto the background image: both are scaled to
+the same size, *Concept Attention from Image* maps the subject, *Concept Mask* picks `girl`, and Image
+Composite Masked pastes the subject onto the background inside that mask.
+""")
+    subject = g.add("LoadImage", (400, 0), {"image": "example.png"}, size=[320, 380], title="Subject image")
+    subject_scaled = g.add("ImageScale", (400, 440), {"upscale_method": "lanczos", "width": 1024, "height": 1024,
+                                                      "crop": "center"}, size=[320, 154])
+    g.link(subject, 0, subject_scaled, "image")
+    background = g.add("LoadImage", (400, 660), {"image": "example.png"}, size=[320, 380],
+                       title="Background image")
+    background_scaled = g.add("ImageScale", (400, 1100), {"upscale_method": "lanczos", "width": 1024,
+                                                          "height": 1024, "crop": "center"}, size=[320, 154])
+    g.link(background, 0, background_scaled, "image")
+    fi = g.add("ConceptAttentionFromImage", (800, 0),
+               {"concepts": "girl, grass, sky, cloud", "caption": DRAWING_CAPTION, "noise_level": 0.5,
+                "samples": 1, "seed": 0}, size=[400, 420])
+    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (subject_scaled, "image")):
+        g.link(src, 0, fi, name)
+    cm = g.add("ConceptAttentionSelectMask", (800, 500), {"concept": "girl", "mode": "argmax", "threshold": 0.5},
+               size=[400, 130])
+    g.link(fi, "concept_maps", cm, "concept_maps")
+    feather = g.add("FeatherMask", (800, 690), {"left": 8, "top": 8, "right": 8, "bottom": 8}, size=[400, 130])
+    g.link(cm, 0, feather, "mask")
+    comp = g.add("ImageCompositeMasked", (1260, 0), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(background_scaled, 0, comp, "destination")
+    g.link(subject_scaled, 0, comp, "source")
+    g.link(feather, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (1260, 240), title="Cut-out mask", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+    save = image_out(g, "SaveImage", (1640, 0), prefix="concept_attention/composite")
+    g.link(comp, 0, save, "images")
+    seg = image_out(g, "PreviewImage", (1640, 500), title="Segmentation")
+    g.link(fi, "segmentation", seg, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("Images", [subject, subject_scaled, background, background_scaled], GROUP_COLORS["output"])
+    g.group("Concept mask", [fi, cm, feather], GROUP_COLORS["concepts"])
+    return g
+
+
+def sd35_generation_masks() -> Graph:
+    g = Graph("sd35_generation_masks")
+    ckpt = g.add("CheckpointLoaderSimple", (0, 0), {"ckpt_name": "sd3.5_large_fp8_scaled.safetensors"},
+                 size=[320, 98])
+    g.note((0, 200), [320, 330], """**Model** (ComfyUI/models/...)
+- checkpoints/[sd3.5_large_fp8_scaled.safetensors](https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/sd3.5_large_fp8_scaled.safetensors?download=true)
+  (includes the CLIP-L, CLIP-G and T5 text encoders)
+
+SD3 Medium and SD3.5 Medium / Large Turbo work the same way. By default the maps come from all joint
+blocks of the model (set `blocks` in the node's advanced inputs to choose).
+
+Concept Attention records one map per concept while KSampler runs; the image itself is unchanged.
+""")
+    ca = g.add("ConceptAttentionPatch", (400, 0), {"concepts": DOG_CONCEPTS}, size=[400, 250])
+    g.link(ckpt, "MODEL", ca, "model")
+    g.link(ckpt, "CLIP", ca, "clip")
+    pos = g.add("CLIPTextEncode", (400, 320), {"text": DOG_PROMPT}, size=[400, 160], title="Positive Prompt",
+                color=POSITIVE_COLOR)
+    g.link(ckpt, "CLIP", pos, "clip")
+    neg = g.add("CLIPTextEncode", (400, 540), {"text": ""}, size=[400, 120], title="Negative Prompt",
+                color=NEGATIVE_COLOR)
+    g.link(ckpt, "CLIP", neg, "clip")
+    latent = g.add("EmptySD3LatentImage", (400, 720), {"width": 1024, "height": 1024, "batch_size": 1},
+                   size=[400, 106])
+    ks = ksampler(g, 860, 0, ca, pos, neg, latent, steps=28, cfg=4.5, scheduler="sgm_uniform")
+    generation_tail(g, ca, ks, ckpt, "concept_attention/sd35")
+    g.group("Model", [ckpt], GROUP_COLORS["models"])
+    g.group("Prompt and Concept Attention", [ca, pos, neg, latent], GROUP_COLORS["generate"])
+    return g
+
+
+def kontext_concept_edit() -> Graph:
+    g = Graph("kontext_concept_edit")
+    model, clip, vae = flux_loaders(g, 0, 0, unet="flux1-dev-kontext_fp8_scaled.safetensors")
+    image = g.add("LoadImage", (0, 500), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 960), [320, 360], """**Models** (ComfyUI/models/...)
+- diffusion_models/[flux1-dev-kontext_fp8_scaled.safetensors](https://huggingface.co/Comfy-Org/flux1-kontext-dev_ComfyUI/resolve/main/split_files/diffusion_models/flux1-dev-kontext_fp8_scaled.safetensors)
+- text_encoders/[clip_l.safetensors](https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors), [t5xxl_fp16.safetensors](https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors)
+- vae/[ae.safetensors](https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors)
+
+Flux Kontext edits the whole picture; this workflow keeps the edit only inside one concept's region:
+*Concept Attention from Image* (with the same Kontext model) maps the input, *Concept Mask* picks `dress`,
+and Image Composite Masked pastes the edited pixels back only there.
+""")
+    scaled = g.add("FluxKontextImageScale", (400, 0), size=[400, 26])
+    g.link(image, 0, scaled, "image")
+    enc_img = g.add("VAEEncode", (400, 100), size=[400, 46])
+    g.link(scaled, 0, enc_img, "pixels")
+    g.link(vae, 0, enc_img, "vae")
+    enc = g.add("CLIPTextEncode", (400, 220),
+                {"text": "Change the pink dress to a blue denim dress, keep everything else unchanged"},
+                size=[400, 160], title="Edit instruction", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    ref = g.add("ReferenceLatent", (400, 440), size=[400, 46])
+    g.link(enc, 0, ref, "conditioning")
+    g.link(enc_img, 0, ref, "latent")
+    guid = g.add("FluxGuidance", (400, 550), {"guidance": 2.5}, size=[400, 58])
+    g.link(ref, 0, guid, "conditioning")
+    neg = g.add("ConditioningZeroOut", (400, 670), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    ks = ksampler(g, 860, 0, model, guid, neg, enc_img)
+    dec = g.add("VAEDecode", (860, 330), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    edited = image_out(g, "PreviewImage", (860, 450), title="Kontext edit (whole image)", size=(320, 360))
+    g.link(dec, 0, edited, "images")
+
+    fi = g.add("ConceptAttentionFromImage", (1240, 0),
+               {"concepts": "girl, dress, hair, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
+                "samples": 1, "seed": 0}, size=[400, 420])
+    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (scaled, "image")):
+        g.link(src, 0, fi, name)
+    cm = g.add("ConceptAttentionSelectMask", (1240, 500), {"concept": "dress", "mode": "argmax",
+                                                           "threshold": 0.5}, size=[400, 130])
+    g.link(fi, "concept_maps", cm, "concept_maps")
+    grow = g.add("GrowMask", (1240, 690), {"expand": 16, "tapered_corners": True}, size=[400, 82])
+    g.link(cm, 0, grow, "mask")
+    feather = g.add("FeatherMask", (1240, 830), {"left": 16, "top": 16, "right": 16, "bottom": 16},
+                    size=[400, 130])
+    g.link(grow, 0, feather, "mask")
+    comp = g.add("ImageCompositeMasked", (1700, 0), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(scaled, 0, comp, "destination")
+    g.link(dec, 0, comp, "source")
+    g.link(feather, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (1700, 240), title="Edit region", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+    save = image_out(g, "SaveImage", (2080, 0), prefix="concept_attention/kontext_edit")
+    g.link(comp, 0, save, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("Flux Kontext edit", [scaled, enc_img, enc, ref, guid, neg, ks, dec, edited], GROUP_COLORS["edit"])
+    g.group("Region of one concept", [fi, cm, grow, feather], GROUP_COLORS["concepts"])
+    return g
+
+
+WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
+             sd35_generation_masks, kontext_concept_edit]
+
+
+def main() -> None:
+    for make in WORKFLOWS:
+        graph = make()
+        data = graph.to_json()
+        problems = wt.check_layout(data)
+        if problems:
+            raise SystemExit(f"{graph.name}: layout problems:\n" + "\n".join(problems))
+        path = wt.WORKFLOWS / f"{graph.name}.json"
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {path.relative_to(wt.REPO)} ({len(graph.nodes)} nodes, {len(graph.links)} links)")
+
+
+if __name__ == "__main__":
+    main()
