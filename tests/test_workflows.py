@@ -1,0 +1,206 @@
+"""The example workflows in workflows/ against the real ComfyUI with this pack loaded as ComfyUI loads it.
+
+For every workflow: each node type exists, each link joins an output to an input of a compatible type, each
+widget value is valid for its input (model combos checked against a temporary models folder holding the files
+the workflows name, numbers within min/max), the model files are named as in ComfyUI's own templates, and the
+API prompt converted from the UI workflow passes ComfyUI's own `execution.validate_prompt`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import workflow_tools as wt
+
+pytestmark = pytest.mark.host
+
+EXPECTED = {
+    "flux_generation_masks": {"UNETLoader", "DualCLIPLoader", "VAELoader", "ConceptAttentionPatch", "KSampler",
+                              "VAEDecode", "ConceptAttentionMasks", "SaveImage", "PreviewImage"},
+    "masks_from_image": {"LoadImage", "ConceptAttentionFromImage", "ConceptAttentionSelectMask", "MaskPreview"},
+    "attention_guided_inpainting": {"ConceptAttentionPatch", "ConceptAttentionMasks", "ConceptAttentionSelectMask",
+                                    "GrowMask", "FeatherMask", "SetLatentNoiseMask", "KSampler"},
+    "concept_compositing": {"LoadImage", "ConceptAttentionFromImage", "ConceptAttentionSelectMask",
+                            "ImageCompositeMasked"},
+    "sd35_generation_masks": {"CheckpointLoaderSimple", "ConceptAttentionPatch", "ConceptAttentionMasks",
+                              "KSampler"},
+    "kontext_concept_edit": {"UNETLoader", "FluxKontextImageScale", "ReferenceLatent", "ConceptAttentionFromImage",
+                             "ConceptAttentionSelectMask", "ImageCompositeMasked"},
+}
+FILES = wt.workflow_files()
+IDS = [p.stem for p in FILES]
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    """ComfyUI's node registry with the pack, and folder_paths pointing at temporary models/input folders
+    that hold (empty) files of the names the workflows use."""
+    nodes = wt.load_comfy_nodes()
+    import folder_paths
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("comfy-models")
+    with pytest.MonkeyPatch.context() as mp:
+        for folder, names in wt.MODEL_FILES.items():
+            (root / folder).mkdir()
+            for name in names:
+                (root / folder / name).write_bytes(b"")
+            exts = folder_paths.folder_names_and_paths[folder][1]
+            mp.setitem(folder_paths.folder_names_and_paths, folder, ([str(root / folder)], exts))
+        (root / "input").mkdir()
+        for name in wt.INPUT_IMAGES:
+            Image.new("RGB", (64, 64), (90, 140, 220)).save(root / "input" / name)
+        mp.setattr(folder_paths, "input_directory", str(root / "input"))
+        folder_paths.filename_list_cache.clear()
+        yield nodes
+    folder_paths.filename_list_cache.clear()
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_the_workflow_set():
+    assert set(IDS) == set(EXPECTED), "workflows/ should hold exactly the documented example workflows"
+    for path in FILES:
+        thumb = path.with_suffix(".png")
+        assert thumb.is_file(), f"{path.name} has no thumbnail {thumb.name}"
+        # ComfyUI's template browser asks for <name>.jpg next to a custom node's example workflow.
+        assert path.with_suffix(".jpg").is_file(), f"{path.name} has no {path.stem}.jpg for the template browser"
+
+
+def test_pack_registered_the_comfyui_way(comfy):
+    for node_id in wt.PACK_NODE_IDS:
+        cls = comfy.NODE_CLASS_MAPPINGS.get(node_id)
+        assert cls is not None, f"{node_id} not registered by nodes.init_external_custom_nodes"
+        assert cls.RELATIVE_PYTHON_MODULE == f"custom_nodes.{wt.PACK_DIR_NAME}"
+    assert comfy.NODE_DISPLAY_NAME_MAPPINGS["ConceptAttentionPatch"] == "Concept Attention"
+    assert comfy.NODE_DISPLAY_NAME_MAPPINGS["ConceptAttentionSelectMask"] == "Concept Mask"
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_format_and_node_types(comfy, path):
+    wf = load(path)
+    assert wf.get("version") == 0.4 and isinstance(wf["nodes"], list) and isinstance(wf["links"], list)
+    ids = [n["id"] for n in wf["nodes"]]
+    assert len(ids) == len(set(ids)), "duplicate node ids"
+    assert wf["last_node_id"] >= max(ids) and wf["last_link_id"] >= max((l[0] for l in wf["links"]), default=0)
+    types = {n["type"] for n in wf["nodes"]}
+    unknown = {t for t in types if t not in comfy.NODE_CLASS_MAPPINGS and t not in wt.VIRTUAL_NODES}
+    assert not unknown, f"unknown node types: {unknown}"
+    assert EXPECTED[path.stem] <= types, f"missing {EXPECTED[path.stem] - types}"
+    for node in wf["nodes"]:
+        if node["type"] in wt.PACK_NODE_IDS:
+            assert node["properties"].get("cnr_id") == "comfyui-concept-attention"
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_links_join_compatible_types(comfy, path):
+    wf = load(path)
+    assert wt.check_links(wf, comfy.NODE_CLASS_MAPPINGS) == []
+    # Every required socket input is connected.
+    for node in wf["nodes"]:
+        if node["type"] in wt.VIRTUAL_NODES:
+            continue
+        linked = {i["name"] for i in node["inputs"] if i.get("link") is not None}
+        for name, _, category in wt.socket_inputs(comfy.NODE_CLASS_MAPPINGS[node["type"]]):
+            if category == "required":
+                assert name in linked, f"{node['type']} #{node['id']}: required input {name!r} not connected"
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_layout_is_tidy(path):
+    assert wt.check_layout(load(path)) == []
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_widget_values_are_valid(comfy, path):
+    assert wt.check_widgets(load(path), comfy.NODE_CLASS_MAPPINGS) == []
+
+
+def official_model_names() -> set[str]:
+    """Every model file name in ComfyUI's official workflow templates (pip: comfyui-workflow-templates*)."""
+    import importlib.util
+
+    names = set()
+    for package in ("comfyui_workflow_templates_media_image", "comfyui_workflow_templates_core"):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for folder in spec.submodule_search_locations:
+            for template in Path(folder).rglob("*.json"):
+                names |= set(re.findall(r"[\w.\-]+\.safetensors", template.read_text(encoding="utf-8",
+                                                                                   errors="ignore")))
+    return names
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_model_files_named_as_comfyui_templates(comfy, path):
+    wf = load(path)
+    official = official_model_names()
+    if not official:
+        pytest.skip("ComfyUI's workflow templates (pip comfyui-workflow-templates) are not installed")
+    for node in wf["nodes"]:
+        folders = wt.LOADER_FOLDERS.get(node["type"])
+        if not folders:
+            continue
+        values = wt.widget_values(node, comfy.NODE_CLASS_MAPPINGS[node["type"]])
+        listed = {m["name"]: m for m in node["properties"].get("models", [])}
+        for widget, folder in folders.items():
+            name = values[widget]
+            assert name in official, f"{name} is not a model file name used by ComfyUI's own templates"
+            assert name in wt.MODEL_FILES[folder]
+            # properties.models drives the frontend's 'missing models' dialog with download links.
+            assert name in listed and listed[name]["directory"] == folder
+            assert listed[name]["url"].startswith("https://huggingface.co/") and name in listed[name]["url"]
+
+
+def validate(prompt: dict):
+    import execution
+
+    return asyncio.run(execution.validate_prompt("ca-workflow-test", prompt, None))
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_api_prompt_passes_comfyui_validation(comfy, path):
+    wf = load(path)
+    prompt = wt.ui_to_api(wf, comfy.NODE_CLASS_MAPPINGS)
+    valid, error, good_outputs, node_errors = validate(prompt)
+    assert valid, f"{error}\n{json.dumps(node_errors, indent=1)[:3000]}"
+    assert node_errors == {}
+    outputs = {k for k, v in prompt.items() if getattr(comfy.NODE_CLASS_MAPPINGS[v["class_type"]],
+                                                       "OUTPUT_NODE", False)}
+    assert set(good_outputs) == outputs, "every output node should validate"
+
+
+def test_checks_catch_broken_workflows(comfy):
+    """The checks above are not vacuous: a wrong model name, an out-of-range number and a wrongly typed link
+    are all reported, and ComfyUI's validation rejects them too."""
+    wf = load(wt.WORKFLOWS / "flux_generation_masks.json")
+    by_type = {n["type"]: n for n in wf["nodes"]}
+    mappings = comfy.NODE_CLASS_MAPPINGS
+
+    bad = copy.deepcopy(wf)
+    unet = next(n for n in bad["nodes"] if n["type"] == "UNETLoader")
+    unet["widgets_values"][0] = "flux1-dev.sft"
+    assert any("flux1-dev.sft" in p for p in wt.check_widgets(bad, mappings))
+    assert str(unet["id"]) in validate(wt.ui_to_api(bad, mappings))[3]
+
+    bad = copy.deepcopy(wf)
+    ks = next(n for n in bad["nodes"] if n["type"] == "KSampler")
+    ks["widgets_values"][2] = 0  # steps, min 1
+    assert any("steps" in p for p in wt.check_widgets(bad, mappings))
+    assert str(ks["id"]) in validate(wt.ui_to_api(bad, mappings))[3]
+
+    bad = copy.deepcopy(wf)
+    masks_id, decode_id = by_type["ConceptAttentionMasks"]["id"], by_type["VAEDecode"]["id"]
+    link = next(l for l in bad["links"] if l[3] == masks_id and l[1] == by_type["KSampler"]["id"])
+    link[1], link[5] = decode_id, "IMAGE"  # IMAGE into the LATENT input
+    assert any("incompatible" in p for p in wt.check_links(bad, mappings))
+    assert str(masks_id) in validate(wt.ui_to_api(bad, mappings))[3]  # node_errors
