@@ -1,0 +1,230 @@
+"""The example workflows in ComfyUI's real frontend, in headless Chromium (Debian's /usr/bin/chromium driven by
+Playwright's Python package; no browser is ever downloaded).
+
+A ComfyUI server runs with this working tree installed (symlink in a temporary custom_nodes/). For each
+workflow, loaded with the frontend's own `app.loadGraphData`: no missing-node / missing-model / error overlay
+or dialog appears and no page error is thrown; every node type is registered in the frontend; the pack's nodes
+render with their widgets (names and values as in the file); and the frontend's own `app.graphToPrompt()`
+gives exactly the API prompt that tests/test_workflows.py validates with ComfyUI. A control run shows that a
+broken workflow does raise the error overlay.
+
+Screenshots (cropped to the graph) go to tests/artifacts/screenshots/. With CA_UPDATE_SCREENSHOTS=1 they
+also replace docs/screenshots/<workflow>.png and the thumbnails workflows/<workflow>.png and .jpg.
+Chromium and Playwright are installed by .ci/setup_browser.sh when missing; the tests skip (saying why) only
+when that fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import comfy_server
+import workflow_tools as wt
+
+pytestmark = [pytest.mark.host, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 2400, "height": 1350}
+ARTIFACTS = wt.REPO / "tests" / "artifacts" / "screenshots"
+SCREENSHOTS = wt.REPO / "docs" / "screenshots"
+UPDATE = os.environ.get("CA_UPDATE_SCREENSHOTS") == "1"
+FILES = wt.workflow_files()
+IDS = [p.stem for p in FILES]
+
+# Anything that tells the user something went wrong while loading a workflow.
+ERROR_UI = ", ".join([
+    "[data-testid='error-overlay']",  # 'N ERRORS': missing nodes / missing models / load errors
+    ".p-dialog",  # any modal dialog (the older missing-nodes / missing-models dialogs)
+    "[role='dialog']",
+    ".p-toast-message-error",
+])
+
+
+def have_browser() -> str | None:
+    """None when Chromium and Playwright are usable, else what is missing."""
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(CHROMIUM)
+    try:
+        importlib.invalidate_caches()
+        importlib.import_module("playwright.sync_api")
+    except ImportError:
+        missing.append("the playwright Python package")
+    return ", ".join(missing) or None
+
+
+@pytest.fixture(scope="module")
+def browser_ready():
+    missing = have_browser()
+    if missing:
+        script = wt.REPO / ".ci" / "setup_browser.sh"
+        result = subprocess.run(["bash", str(script), sys.prefix], capture_output=True, text=True, timeout=900)
+        still = have_browser()
+        if still:
+            pytest.skip(f"cannot install {still} ({script} exited {result.returncode}: "
+                        f"{(result.stdout + result.stderr)[-800:]})")
+
+
+@pytest.fixture(scope="module")
+def server(browser_ready, tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy-browser")
+    comfy_server.prepare_base_dir(base, pack_source="symlink")
+    with comfy_server.running_comfyui(base) as (url, log_path):
+        yield url, log_path
+
+
+class ObjectInfoNode:
+    """A node class as the frontend sees it (from /object_info), for workflow_tools."""
+
+    def __init__(self, info):
+        self.info = info
+        self.RETURN_TYPES = info["output"]
+        self.RETURN_NAMES = info.get("output_name") or info["output"]
+        self.OUTPUT_NODE = info.get("output_node", False)
+
+    def INPUT_TYPES(self):  # noqa: N802 (ComfyUI's name)
+        result = {}
+        for category in ("required", "optional"):
+            section = self.info["input"].get(category, {})
+            order = self.info.get("input_order", {}).get(category, list(section))
+            result[category] = {name: section[name] for name in order}
+        return result
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    url, _ = server
+    return {k: ObjectInfoNode(v) for k, v in comfy_server.get_json(url + "/object_info", timeout=60).items()}
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+            pg = context.new_page()
+            pg.page_errors = []
+            pg.on("pageerror", lambda exc: pg.page_errors.append(str(exc)))
+            pg.goto(url + "/", wait_until="domcontentloaded", timeout=60_000)
+            pg.wait_for_function("window.app && window.app.vueAppReady && window.app.graph && window.LiteGraph",
+                                 timeout=90_000)
+            pg.wait_for_timeout(1500)  # first-load extensions and the default graph settle
+            assert pg.page_errors == [], pg.page_errors
+            yield pg
+        finally:
+            browser.close()
+
+
+def load_workflow(page, workflow: dict, name: str):
+    page.page_errors.clear()
+    page.evaluate("async ([wf, name]) => { await app.loadGraphData(wf, true, true, name) }", [workflow, name])
+    page.evaluate("async () => { await app.extensionManager.command.execute('Comfy.Canvas.FitView') }")
+    page.wait_for_timeout(1500)  # missing-model checks and image previews are asynchronous
+
+
+def visible_errors(page) -> list[str]:
+    return page.evaluate("""(sel) => Array.from(document.querySelectorAll(sel))
+        .filter(e => e.offsetParent !== null || getComputedStyle(e).position === 'fixed')
+        .map(e => e.innerText.trim().slice(0, 300))""", ERROR_UI)
+
+
+def graph_clip(page) -> dict:
+    """The screen rectangle of all nodes and groups (after FitView), with a margin."""
+    return page.evaluate("""() => {
+        const ds = app.canvas.ds, rect = app.canvas.canvas.getBoundingClientRect();
+        let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+        const add = (x, y, w, h) => { x0 = Math.min(x0, x); y0 = Math.min(y0, y);
+                                      x1 = Math.max(x1, x + w); y1 = Math.max(y1, y + h); };
+        for (const n of app.graph._nodes) add(n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT, n.size[0],
+                                              n.size[1] + LiteGraph.NODE_TITLE_HEIGHT);
+        for (const g of app.graph._groups) { const b = g._bounding || g.bounding; add(b[0], b[1], b[2], b[3]); }
+        const a = ds.convertOffsetToCanvas([x0, y0]), b = ds.convertOffsetToCanvas([x1, y1]);
+        const m = 16;
+        const left = Math.max(rect.left, rect.left + a[0] - m), top = Math.max(rect.top, rect.top + a[1] - m);
+        const right = Math.min(rect.right, rect.left + b[0] + m), bottom = Math.min(rect.bottom, rect.top + b[1] + m);
+        return {x: left, y: top, width: right - left, height: bottom - top};
+    }""")
+
+
+def save_screenshots(page, name: str) -> Path:
+    from PIL import Image
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(shot), clip=graph_clip(page))
+    if UPDATE:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOTS / f"{name}.png")
+        image = Image.open(shot).convert("RGB")
+        thumb = image.copy()
+        thumb.thumbnail((640, 640), Image.LANCZOS)
+        thumb.save(wt.WORKFLOWS / f"{name}.png", optimize=True)
+        thumb.save(wt.WORKFLOWS / f"{name}.jpg", quality=88, optimize=True)
+    return shot
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_workflow_loads_in_the_frontend(page, object_info, path):
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    load_workflow(page, workflow, path.stem)
+
+    assert visible_errors(page) == [], "the frontend reported errors on load"
+    assert page.page_errors == [], page.page_errors
+
+    state = page.evaluate("""() => app.graph._nodes.map(n => ({
+        id: n.id, type: n.type, title: n.title, registered: !!LiteGraph.registered_node_types[n.type],
+        module: n.constructor.nodeData?.python_module ?? null,
+        widgets: (n.widgets || []).map(w => [w.name, w.value]), size: [n.size[0], n.size[1]]}))""")
+    assert sorted(n["id"] for n in state) == sorted(n["id"] for n in workflow["nodes"])
+    unregistered = [n["type"] for n in state if not n["registered"]]
+    assert not unregistered, f"node types unknown to the frontend: {unregistered}"
+
+    by_id = {n["id"]: n for n in workflow["nodes"]}
+    for node in state:
+        if node["type"] not in wt.PACK_NODE_IDS:
+            continue
+        cls = object_info[node["type"]]
+        assert node["module"] == f"custom_nodes.{wt.PACK_DIR_NAME}"
+        expected = wt.widget_values(by_id[node["id"]], cls)
+        shown = {name: value for name, value in node["widgets"]}
+        assert list(shown) == [s for s in wt.widget_slots(cls) if s is not None], f"{node['type']} widgets"
+        assert shown == expected, f"{node['type']} #{node['id']}: widget values differ from the file"
+        assert by_id[node["id"]].get("title") or node["title"] == cls.info["display_name"]
+        assert node["size"][0] > 100 and node["size"][1] > 20
+
+    frontend_prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    ours = wt.ui_to_api(workflow, object_info)
+    strip = lambda prompt: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}
+    assert strip(frontend_prompt) == strip(ours), "the frontend's API prompt differs from the validated one"
+
+    shot = save_screenshots(page, path.stem)
+    assert shot.stat().st_size > 10_000
+
+
+def test_a_broken_workflow_is_reported(page):
+    """Control: the same checks do see the frontend's error overlay for an unknown node and a missing model."""
+    workflow = json.loads((wt.WORKFLOWS / "flux_generation_masks.json").read_text(encoding="utf-8"))
+    workflow["nodes"][0]["type"] = "NoSuchNodeFromAMissingPack"
+    clip = next(n for n in workflow["nodes"] if n["type"] == "DualCLIPLoader")
+    clip["widgets_values"][0] = "not_downloaded.safetensors"
+    load_workflow(page, workflow, "broken")
+    deadline = time.monotonic() + 10
+    while not visible_errors(page) and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    errors = " ".join(visible_errors(page)).lower()
+    assert "missing" in errors, f"no error overlay for a broken workflow: {errors!r}"
