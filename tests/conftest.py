@@ -12,11 +12,17 @@ if COMFYUI is not None:
     setup_comfyui(COMFYUI)
 
 
+HOST_LINE = (f"ComfyUI host: {COMFYUI} -- host tests run" if COMFYUI is not None else
+             "!!! ComfyUI NOT FOUND (set COMFYUI_PATH, or install the pack in ComfyUI/custom_nodes, or put "
+             "ComfyUI in ~/ComfyUI): ALL HOST TESTS ARE SKIPPED !!!")
+
+
 def pytest_report_header(config):
-    if COMFYUI is None:
-        return ("!!! ComfyUI NOT FOUND (set COMFYUI_PATH, or install the pack in ComfyUI/custom_nodes, "
-                "or put ComfyUI in ~/ComfyUI): ALL HOST TESTS ARE SKIPPED !!!")
-    return f"ComfyUI host: {COMFYUI} -- host tests run"
+    return HOST_LINE
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(HOST_LINE)  # shown with -q too
 
 
 def pytest_collection_modifyitems(config, items):
