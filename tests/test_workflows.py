@@ -42,24 +42,8 @@ def comfy(tmp_path_factory):
     """ComfyUI's node registry with the pack, and folder_paths pointing at temporary models/input folders
     that hold (empty) files of the names the workflows use."""
     nodes = wt.load_comfy_nodes()
-    import folder_paths
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("comfy-models")
-    with pytest.MonkeyPatch.context() as mp:
-        for folder, names in wt.MODEL_FILES.items():
-            (root / folder).mkdir()
-            for name in names:
-                (root / folder / name).write_bytes(b"")
-            exts = folder_paths.folder_names_and_paths[folder][1]
-            mp.setitem(folder_paths.folder_names_and_paths, folder, ([str(root / folder)], exts))
-        (root / "input").mkdir()
-        for name in wt.INPUT_IMAGES:
-            Image.new("RGB", (64, 64), (90, 140, 220)).save(root / "input" / name)
-        mp.setattr(folder_paths, "input_directory", str(root / "input"))
-        folder_paths.filename_list_cache.clear()
+    with wt.comfy_folders(tmp_path_factory.mktemp("comfy-folders")):
         yield nodes
-    folder_paths.filename_list_cache.clear()
 
 
 def load(path: Path) -> dict:
@@ -122,6 +106,29 @@ def test_layout_is_tidy(path):
 @pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_widget_values_are_valid(comfy, path):
     assert wt.check_widgets(load(path), comfy.NODE_CLASS_MAPPINGS) == []
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_concept_masks_name_listed_concepts(comfy, path):
+    """Each Concept Mask asks for a concept that its upstream Concept Attention node lists."""
+    wf = load(path)
+    mappings = comfy.NODE_CLASS_MAPPINGS
+    by_id = {n["id"]: n for n in wf["nodes"]}
+    links = wt.link_table(wf)
+
+    def source(node, input_name):
+        link = next(i["link"] for i in node["inputs"] if i["name"] == input_name)
+        return by_id[links[link][1]]
+
+    for node in wf["nodes"]:
+        if node["type"] != "ConceptAttentionSelectMask":
+            continue
+        maps = source(node, "concept_maps")
+        origin = source(maps, "concept_attention") if maps["type"] == "ConceptAttentionMasks" else maps
+        concepts = wt.widget_values(origin, mappings[origin["type"]])["concepts"]
+        listed = [c.strip().lower() for c in re.split(r"[,\n]", concepts) if c.strip()]
+        wanted = wt.widget_values(node, mappings[node["type"]])["concept"].strip().lower()
+        assert wanted in listed, f"Concept Mask #{node['id']} wants {wanted!r}, the list is {listed}"
 
 
 def official_model_names() -> set[str]:

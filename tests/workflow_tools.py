@@ -11,8 +11,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import math
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -66,16 +69,45 @@ def load_comfy_nodes():
 
     saved_path = list(sys.path)
     saved_custom = folder_paths.folder_names_and_paths["custom_nodes"]
-    with tempfile.TemporaryDirectory(prefix="ca-custom-nodes-") as tmp:
-        os.symlink(REPO, Path(tmp) / PACK_DIR_NAME)
-        folder_paths.folder_names_and_paths["custom_nodes"] = ([tmp], set())
-        try:
-            asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
-        finally:
-            folder_paths.folder_names_and_paths["custom_nodes"] = saved_custom
-            sys.path[:] = saved_path  # init_external_custom_nodes puts ComfyUI/comfy first on sys.path
+    # Kept until the process ends: the pack's package __path__ points into it (lazy imports need it).
+    tmp = tempfile.mkdtemp(prefix="ca-custom-nodes-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # removes the symlink, never its target
+    os.symlink(REPO, Path(tmp) / PACK_DIR_NAME)
+    folder_paths.folder_names_and_paths["custom_nodes"] = ([tmp], set())
+    try:
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    finally:
+        folder_paths.folder_names_and_paths["custom_nodes"] = saved_custom
+        sys.path[:] = saved_path  # init_external_custom_nodes puts ComfyUI/comfy first on sys.path
     _LOADED = nodes
     return nodes
+
+
+@contextlib.contextmanager
+def comfy_folders(root: Path, image_size=(64, 64)):
+    """Point ComfyUI's folder_paths at `root` for the duration: models/<folder>/ with empty files of the names
+    the workflows use, input/ with the images they load (small generated ones), output/ and temp/."""
+    import folder_paths
+    import pytest
+    from PIL import Image
+
+    with pytest.MonkeyPatch.context() as mp:
+        for folder, names in MODEL_FILES.items():
+            (root / "models" / folder).mkdir(parents=True)
+            for name in names:
+                (root / "models" / folder / name).write_bytes(b"")
+            exts = folder_paths.folder_names_and_paths[folder][1]
+            mp.setitem(folder_paths.folder_names_and_paths, folder, ([str(root / "models" / folder)], exts))
+        for sub in ("input", "output", "temp"):
+            (root / sub).mkdir()
+            mp.setattr(folder_paths, f"{sub}_directory", str(root / sub))
+        for i, name in enumerate(INPUT_IMAGES):
+            Image.new("RGB", image_size, (90 + 40 * i, 140, 220)).save(root / "input" / name)
+        folder_paths.filename_list_cache.clear()
+        try:
+            yield root
+        finally:
+            folder_paths.filename_list_cache.clear()
 
 
 # --- the frontend's view of a node ---------------------------------------------------------------------------
