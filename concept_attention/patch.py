@@ -140,16 +140,17 @@ class ApplyModelWrapper:
         chunks, keys = _cond_chunks(options, x.shape[0], step, run)
         if not chunks:
             return None
+        rows = CondRows(chunks)
         dtype = base_model.get_dtype_inference()
-        timesteps = base_model.model_sampling.timestep(t).float()
+        timesteps = rows.take(base_model.model_sampling.timestep(t).float())
         guidance = kw.get("guidance")
         if torch.is_tensor(guidance):
-            guidance = guidance.to(device=x.device, dtype=dtype)
+            guidance = rows.take(guidance.to(device=x.device, dtype=dtype))
         grid = self.adapter.grid(x.shape[-2:])
         run.grid = grid
-        return CallState(self.recorder, self.adapter, run, chunks, keys, grid,
+        return CallState(self.recorder, self.adapter, run, rows, keys, grid,
                          vec=self.adapter.concept_vec(timesteps, guidance, dtype),
-                         c=self.adapter.embed(self.recorder.concepts.embeddings, x.shape[0], dtype, x.device))
+                         c=self.adapter.embed(self.recorder.concepts.embeddings, rows.count, dtype, x.device))
 
 
 def _step_index(sample_sigmas, t):
@@ -174,12 +175,31 @@ def _cond_chunks(options, batch, step, run: Run):
     return chunks, keys
 
 
+class CondRows:
+    """The rows of a model call that carry positive prompts (one chunk of the latent batch each). Only
+    they get a concept stream; with a single chunk (the usual case) taking them is a view, not a copy."""
+
+    def __init__(self, chunks: list[slice]):
+        self.chunks = chunks
+        self.per_chunk = chunks[0].stop - chunks[0].start
+        self.count = self.per_chunk * len(chunks)
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        if len(self.chunks) == 1:
+            return t[self.chunks[0]]
+        return torch.cat([t[rows] for rows in self.chunks])
+
+    def split(self, t: torch.Tensor):
+        """Per chunk pieces of a tensor over the positive rows."""
+        return t.split(self.per_chunk)
+
+
 class CallState:
     """The concept stream of one model call, carried from block to block."""
 
-    def __init__(self, recorder: Recorder, adapter, run: Run, chunks, seen_keys, grid, vec, c):
+    def __init__(self, recorder: Recorder, adapter, run: Run, rows: CondRows, seen_keys, grid, vec, c):
         self.recorder, self.adapter, self.run = recorder, adapter, run
-        self.chunks, self.seen_keys, self.grid = chunks, seen_keys, grid
+        self.rows, self.seen_keys, self.grid = rows, seen_keys, grid
         self.vec, self.c = vec, c
         self.record = set(recorder.blocks)
         self.last_block = recorder.blocks[-1]
@@ -206,14 +226,20 @@ class CallState:
     def on_joint_attention(self, index, txt_len, q_c, k_c, v_c, q, k, v, out, heads, skip_reshape):
         """Runs inside the block's joint attention call, while its q, k, v and output are alive."""
         q, k, v = (_heads_first(t, heads, skip_reshape) for t in (q, k, v))
-        o_c = maps_math.concept_attention(q_c, k_c, v_c, k[:, :, txt_len:], v[:, :, txt_len:])
+        take = self.rows.take
+        o_c = maps_math.concept_attention(q_c, k_c, v_c, take(k[:, :, txt_len:]), take(v[:, :, txt_len:]))
         if index in self.record:
             image = slice(txt_len, txt_len + self.generated_tokens)  # reference-image tokens excluded
-            for rows in self.chunks:
-                scores = maps_math.saliency(
-                    self.recorder.space, o_x=out[rows, image], o_c=o_c[rows], q_x=q[rows, :, image],
-                    k_c=k_c[rows], v_x=v[rows, :, image], v_c=v_c[rows], softmax=self.recorder.softmax)
-                self.run.accumulator.add(scores)
+            space = self.recorder.space
+            if space == "output":
+                inputs = {"o_x": take(out[:, image]), "o_c": o_c}
+            elif space == "cross_attention":
+                inputs = {"q_x": take(q[:, :, image]), "k_c": k_c}
+            else:
+                inputs = {"v_x": take(v[:, :, image]), "v_c": v_c}
+            scores = maps_math.saliency(space, softmax=self.recorder.softmax, **inputs)
+            for chunk_scores in self.rows.split(scores):
+                self.run.accumulator.add(chunk_scores)
         return o_c
 
 

@@ -63,7 +63,7 @@ class Recorder:
         self.steps = None if steps is None else frozenset(steps)
         self.space = space
         self.softmax = softmax
-        self.patch_size = patch_size
+        self.latent_scale = latent_scale
         self.pixels_per_token = latent_scale * patch_size
         self.key = f"concept_attention_{uuid.uuid4().hex}"
         self.active: Run | None = None
@@ -101,8 +101,8 @@ class Recorder:
         return self.concept_maps(self.maps_for(samples), samples.shape[-2:])
 
     def concept_maps(self, maps: torch.Tensor, latent_hw) -> ConceptMaps:
-        scale = self.pixels_per_token // self.patch_size
-        return ConceptMaps(self.names, maps, (latent_hw[0] * scale, latent_hw[1] * scale), self.pixels_per_token)
+        size = (latent_hw[0] * self.latent_scale, latent_hw[1] * self.latent_scale)
+        return ConceptMaps(self.names, maps, size, self.pixels_per_token)
 
     @staticmethod
     def _checked(result: RunResult) -> torch.Tensor:

@@ -188,3 +188,20 @@ def test_unsupported_model_and_bad_blocks_are_clear_errors(flux, concepts):
     with pytest.raises(ConceptAttentionError, match="width 32"):
         from concept_attention import Concepts
         attach(flux, Concepts(["a"], torch.zeros(1, 7)))
+
+
+def test_combined_positive_prompts_each_count(flux, clip, concepts):
+    """ConditioningCombine gives two positive chunks in one batched call (plus the negative one)."""
+    from concept_attention import attach
+    patched, recorder = attach(flux, concepts, layers=[1, 2])
+    dm = flux.model.diffusion_model
+    rec = reference.BlockInputs(dm, dm.double_blocks, "flux")
+    positive = host.conditioning(clip, "a cat on a sofa") + host.conditioning(clip, "a window")
+    try:
+        out = host.sample(patched, positive, host.conditioning(clip, ""), noise_latent(), cfg=2.0)
+    finally:
+        rec.remove()
+    assert sorted(rec.calls[0]["cond_or_uncond"]) == [0, 0, 1]
+    expected = reference.expected_maps(
+        rec.calls, lambda call: reference.flux_reference(dm, call, concepts.embeddings, [1, 2]), [1, 2])
+    torch.testing.assert_close(recorder.maps_for(out), expected, rtol=1e-4, atol=1e-5)
