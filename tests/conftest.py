@@ -32,3 +32,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "host" in item.keywords:
             item.add_marker(skip)
+
+
+# ---- tiny models shared by the host tests (built once per session; attach() never mutates them) ----
+@pytest.fixture(scope="session")
+def flux():
+    import host
+    return host.tiny_flux(seed=0)
+
+
+@pytest.fixture(scope="session")
+def clip():
+    """The tiny Flux text encoder pair (CLIP-L + T5)."""
+    import host
+    return host.tiny_flux_clip(seed=1)
+
+
+@pytest.fixture(scope="session")
+def concepts(clip):
+    from concept_attention import encode_concepts
+    return encode_concepts(clip, ["cat", "sofa", "window"])

@@ -10,22 +10,6 @@ from concept_attention.errors import ConceptAttentionError
 pytestmark = pytest.mark.host
 
 
-@pytest.fixture(scope="module")
-def flux():
-    return host.tiny_flux(seed=0)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return host.tiny_flux_clip(seed=1)
-
-
-@pytest.fixture(scope="module")
-def concepts(clip):
-    from concept_attention import encode_concepts
-    return encode_concepts(clip, ["cat", "sofa", "window"])
-
-
 def count_block_calls(dm):
     counts = {"double": [0] * len(dm.double_blocks), "single": [0] * len(dm.single_blocks)}
     handles = []

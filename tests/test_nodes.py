@@ -17,16 +17,6 @@ def pack():
     return host.load_pack()
 
 
-@pytest.fixture(scope="module")
-def flux():
-    return host.tiny_flux(seed=0)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return host.tiny_flux_clip(seed=1)
-
-
 class PixelUnshuffleVAE:
     """Stand-in VAE (only `encode` is used): a fixed 8x downsampling to 16 channels."""
 

@@ -9,22 +9,6 @@ import reference
 pytestmark = pytest.mark.host
 
 
-@pytest.fixture(scope="module")
-def flux():
-    return host.tiny_flux(seed=0)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return host.tiny_flux_clip(seed=1)
-
-
-@pytest.fixture(scope="module")
-def concepts(clip):
-    from concept_attention import encode_concepts
-    return encode_concepts(clip, ["cat", "sofa", "window"])
-
-
 def noise_latent(batch=2, h=8, w=10, seed=3):
     return torch.randn(batch, 16, h, w, generator=torch.Generator().manual_seed(seed))
 

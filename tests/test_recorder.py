@@ -10,16 +10,6 @@ pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
-def flux():
-    return host.tiny_flux(seed=0)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return host.tiny_flux_clip(seed=1)
-
-
-@pytest.fixture(scope="module")
 def prompts(clip):
     return host.conditioning(clip, "a cat on a sofa"), host.conditioning(clip, "")
 
