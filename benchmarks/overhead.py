@@ -31,6 +31,11 @@ PRESETS = {
                                axes_dim=[16, 24, 24], theta=10000, patch_size=2, qkv_bias=True,
                                guidance_embed=True),
                     resolution=256, steps=4, prompt_tokens=256, repeats=3),
+    # Seconds on any machine: keeps the script itself tested.
+    "tiny": dict(model=dict(in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32, hidden_size=64,
+                            mlp_ratio=4.0, num_heads=2, depth=3, depth_single_blocks=1, axes_dim=[8, 12, 12],
+                            theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True),
+                 resolution=64, steps=2, prompt_tokens=16, repeats=1),
 }
 
 
@@ -73,7 +78,7 @@ def timed_sample(model, cond, latent, steps, device):
     return time.perf_counter() - start, peak
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-mid")
     parser.add_argument("--device", default="cpu")
@@ -82,15 +87,16 @@ def main():
     parser.add_argument("--resolution", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--comfyui")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     steps = args.steps or preset["steps"]
     resolution = args.resolution or preset["resolution"]
     repeats = args.repeats or preset["repeats"]
 
     comfy_root = find_comfyui(args.comfyui)
-    sys.path.insert(0, str(comfy_root))
-    sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+    for path in (str(Path(__file__).resolve().parents[1]), str(comfy_root)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
     from comfy.cli_args import args as comfy_args
     comfy_args.cpu = args.device == "cpu"
     from concept_attention import Concepts, attach
@@ -137,6 +143,7 @@ def main():
         base, extra = max(peaks["unpatched"]), max(peaks["patched"]) - max(peaks["unpatched"])
         result.update(peak_bytes_unpatched=base, extra_peak_bytes=extra, extra_peak_ratio=round(extra / base, 5))
     print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
