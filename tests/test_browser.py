@@ -5,8 +5,9 @@ A ComfyUI server runs with this working tree installed (symlink in a temporary c
 workflow, loaded with the frontend's own `app.loadGraphData`: no missing-node / missing-model / error overlay
 or dialog appears and no page error is thrown; every node type is registered in the frontend; the pack's nodes
 render with their widgets (names and values as in the file); and the frontend's own `app.graphToPrompt()`
-gives exactly the API prompt that tests/test_workflows.py validates with ComfyUI. A control run shows that a
-broken workflow does raise the error overlay.
+gives exactly the API prompt that tests/test_workflows.py validates with ComfyUI. ComfyUI's template browser
+lists the workflows with their thumbnails. A control run shows that a broken workflow does raise the error
+overlay.
 
 Screenshots (cropped to the graph) go to tests/artifacts/screenshots/. With CA_UPDATE_SCREENSHOTS=1 they
 also replace docs/screenshots/<workflow>.png and the thumbnails workflows/<workflow>.png and .jpg.
@@ -214,6 +215,36 @@ def test_workflow_loads_in_the_frontend(page, object_info, path):
 
     shot = save_screenshots(page, path.stem)
     assert shot.stat().st_size > 10_000
+
+
+def test_template_browser_shows_the_workflows(page):
+    """ComfyUI's template browser lists the pack's workflows (served from workflows/) with their thumbnails."""
+    thumbnails = {}
+    prefix = f"/api/workflow_templates/{wt.PACK_DIR_NAME}/"
+
+    def on_response(response):
+        if prefix in response.url and response.url.endswith(".jpg"):
+            thumbnails[response.url.rsplit("/", 1)[1][:-4]] = (response.status, response.headers.get("content-type"))
+
+    page.on("response", on_response)
+    try:
+        page.evaluate("async () => { await app.extensionManager.command.execute('Comfy.BrowseTemplates') }")
+        page.get_by_text(wt.PACK_DIR_NAME).first.click(timeout=20_000)
+        for name in IDS:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=20_000)
+        deadline = time.monotonic() + 20
+        while set(thumbnails) < set(IDS) and time.monotonic() < deadline:
+            page.wait_for_timeout(250)
+        assert set(thumbnails) >= set(IDS), f"thumbnails requested: {sorted(thumbnails)}"
+        assert all(status == 200 and "image/jpeg" in (ctype or "") for status, ctype in thumbnails.values()), thumbnails
+        page.wait_for_function("""(n) => {
+            const imgs = Array.from(document.querySelectorAll('[role=dialog] img, .p-dialog img'));
+            return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0);
+        }""", arg=len(IDS), timeout=20_000)
+    finally:
+        page.remove_listener("response", on_response)
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
 
 
 def test_a_broken_workflow_is_reported(page):
