@@ -19,9 +19,6 @@ from .errors import ConceptAttentionError
 from .recorder import Recorder, Run
 from .selection import check_blocks
 
-WRAPPER_KEY = "concept_attention"
-
-
 class StopForward(Exception):
     """Raised after the last needed block when only the maps are wanted (from-image mode)."""
 
@@ -53,9 +50,9 @@ def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: st
     latent_scale = model_patcher.model.latent_format.spacial_downscale_ratio
     recorder = Recorder(concepts, adapter.family, blocks, steps, space, softmax, latent_scale, adapter.patch_size)
     patched = model_patcher.clone()
-    patched.add_wrapper_with_key(_wrappers().OUTER_SAMPLE, WRAPPER_KEY,
+    patched.add_wrapper_with_key(_wrappers().OUTER_SAMPLE, recorder.key,
                                  SampleWrapper(recorder, stop_after_last_layer))
-    patched.add_wrapper_with_key(_wrappers().APPLY_MODEL, WRAPPER_KEY, ApplyModelWrapper(recorder, adapter))
+    patched.add_wrapper_with_key(_wrappers().APPLY_MODEL, recorder.key, ApplyModelWrapper(recorder, adapter))
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for index in range(blocks[-1] + 1):
         hook = BlockHook(recorder.key, index, existing.get(("double_block", index)))
@@ -70,18 +67,12 @@ def _wrappers():
 
 
 def _check_embedding_width(adapter, concepts: Concepts, model_name: str) -> None:
-    expected = _text_width(adapter)
+    expected = adapter.text_width
     got = concepts.embeddings.shape[-1]
-    if expected is not None and got != expected:
+    if got != expected:
         raise ConceptAttentionError(
             f"The concept embeddings are {got} wide but {model_name} takes text features of width {expected}. "
             f"Encode the concepts with the text encoder that belongs to this model (the CLIP input).")
-
-
-def _text_width(adapter):
-    dm = adapter.dm
-    layer = getattr(dm, "txt_in", None) or getattr(dm, "context_embedder", None)
-    return getattr(layer, "in_features", None)
 
 
 class SampleWrapper:

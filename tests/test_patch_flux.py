@@ -189,3 +189,47 @@ def test_combined_positive_prompts_each_count(flux, clip, concepts):
     expected = reference.expected_maps(
         rec.calls, lambda call: reference.flux_reference(dm, call, concepts.embeddings, [1, 2]), [1, 2])
     torch.testing.assert_close(recorder.maps_for(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_chains_to_other_packs_block_replace_and_attention_override(flux, clip, concepts):
+    """Another pack's block replace and attention override keep running under ours, and ours still works."""
+    from concept_attention import attach
+    calls = {"replace": 0, "override": 0}
+
+    def foreign_replace(args, extra):
+        calls["replace"] += 1
+        out = extra["original_block"](args)
+        return {"img": out["img"] * 1.0, "txt": out["txt"]}
+
+    def foreign_override(func, *args, **kwargs):
+        calls["override"] += 1
+        return func(*args, **kwargs)
+
+    other = flux.clone()
+    other.set_model_patch_replace(foreign_replace, "dit", "double_block", 1)
+    other.model_options["transformer_options"]["optimized_attention_override"] = foreign_override
+    patched, recorder = attach(other, concepts, layers=[1, 2])
+    pos, neg = host.conditioning(clip, "a cat on a sofa"), host.conditioning(clip, "")
+    latent = noise_latent(batch=1)
+    expected_image = host.sample(other, pos, neg, latent, cfg=2.0)
+    before = dict(calls)
+    assert torch.equal(host.sample(patched, pos, neg, latent, cfg=2.0), expected_image)
+    assert calls["replace"] - before["replace"] == before["replace"]  # once per model call, as without us
+    assert calls["override"] - before["override"] == before["override"]
+    plain, plain_recorder = attach(flux, concepts, layers=[1, 2])
+    host.sample(plain, pos, neg, latent, cfg=2.0)
+    torch.testing.assert_close(recorder.maps(), plain_recorder.maps())
+
+
+def test_two_concept_attention_nodes_in_a_row(flux, clip, concepts):
+    from concept_attention import attach, encode_concepts
+    first, rec_1 = attach(flux, concepts, layers=[2])
+    second, rec_2 = attach(first, encode_concepts(clip, ["dog", "grass"]), layers=[1])
+    pos, neg = host.conditioning(clip, "a cat on a sofa"), host.conditioning(clip, "")
+    out = host.sample(second, pos, neg, noise_latent(batch=1), cfg=2.0)
+    alone_1, alone_rec_1 = attach(flux, concepts, layers=[2])
+    alone_2, alone_rec_2 = attach(flux, encode_concepts(clip, ["dog", "grass"]), layers=[1])
+    for model in (alone_1, alone_2):
+        host.sample(model, pos, neg, noise_latent(batch=1), cfg=2.0)
+    torch.testing.assert_close(rec_1.maps_for(out), alone_rec_1.maps())
+    torch.testing.assert_close(rec_2.maps_for(out), alone_rec_2.maps())

@@ -21,6 +21,11 @@ class ModelAdapter:
     def default_blocks(self) -> list[int]:
         raise NotImplementedError
 
+    @property
+    def text_width(self) -> int:
+        """Width of the text-encoder features the model's text input path takes."""
+        raise NotImplementedError
+
     def grid(self, latent_hw) -> tuple[int, int]:
         """Token grid of the generated image for a latent of this height and width."""
         p = self.patch_size

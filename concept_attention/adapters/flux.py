@@ -30,6 +30,10 @@ class FluxAdapter(ModelAdapter):
         # The authors' choice for Flux.1's 19 double blocks: 15-18, i.e. the last four.
         return list(range(max(0, self.num_blocks - 4), self.num_blocks))
 
+    @property
+    def text_width(self) -> int:
+        return self.dm.txt_in.in_features
+
     def concept_vec(self, timesteps, guidance, dtype):
         dm = self.dm
         vec = dm.time_in(timestep_embedding(timesteps, 256).to(dtype))

@@ -26,6 +26,10 @@ class MMDiTAdapter(ModelAdapter):
     def default_blocks(self) -> list[int]:
         return list(range(self.num_blocks))
 
+    @property
+    def text_width(self) -> int:
+        return self.dm.context_embedder.in_features
+
     def concept_vec(self, timesteps, guidance, dtype):
         dm = self.dm
         vec = dm.t_embedder(timesteps, dtype=dtype)
