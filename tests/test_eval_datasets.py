@@ -196,3 +196,31 @@ def test_voc_cli_end_to_end(voc_dir, capsys):
     res, text = last_json(capsys)
     assert list(res) == ["concept_attention"] and res["concept_attention"]["n"] == 2
     assert "single-class split: 2 images" in text
+
+
+class PoolingVAE:
+    """Stands in for a VAE (the one piece not built from ComfyUI here): 8x average pooling, 16 channels."""
+
+    def encode(self, pixels):
+        import torch.nn.functional as F
+
+        x = F.avg_pool2d(pixels.movedim(-1, 1), 8)
+        return x.repeat(1, 6, 1, 1)[:, :16]
+
+
+@pytest.mark.host
+def test_comfy_backend_runs_the_protocol_with_comfyui_models(flux, clip, imagenet_file):
+    """The real-model backend (ComfyUI MODEL + CLIP objects) through the whole protocol: image resized to
+    the working resolution, caption conditioning, concepts encoded once and reused."""
+    from concept_attention.eval import segmentation
+    from concept_attention.eval.backends import ComfyBackend
+
+    path, _, names_path = imagenet_file
+    backend = ComfyBackend(flux, clip, PoolingVAE(), resolution=64)
+    examples = list(datasets.imagenet_seg_examples(path, {k: "cat" for k in datasets.load_names(names_path)},
+                                                   background=("sofa", "window"), limit=2))
+    assert backend.encode(examples[0].image).shape == (1, 16, 8, 8)
+    scores = segmentation.run(backend, examples, ("concept_attention", "cross_attention"), layers=[1, 2])
+    res = segmentation.results(scores)
+    assert res["concept_attention"]["n"] == 2 and 0 <= res["cross_attention"]["map"] <= 100
+    assert set(backend._concepts) == {"cat", "sofa", "window"}

@@ -75,6 +75,8 @@ def load_comfy_backend(*, checkpoint=None, model=None, clip=(), clip_type="flux"
     import folder_paths
     import nodes
 
+    _load_extra_model_paths(folder_paths)
+    clip = [name.strip() for item in clip for name in item.split(",") if name.strip()]
     if checkpoint:
         patcher, clip_obj, vae_obj = nodes.CheckpointLoaderSimple().load_checkpoint(checkpoint)[:3]
     else:
@@ -89,3 +91,15 @@ def load_comfy_backend(*, checkpoint=None, model=None, clip=(), clip_type="flux"
     if clip_obj is None or vae_obj is None:
         raise SystemExit("This checkpoint has no text encoder or no VAE; give --model, --clip and --vae instead.")
     return ComfyBackend(patcher, clip_obj, vae_obj, resolution, token_mode)
+
+
+def _load_extra_model_paths(folder_paths) -> None:
+    """ComfyUI's main.py reads extra_model_paths.yaml at start-up; a script has to do it itself."""
+    import os
+
+    yaml_path = os.path.join(folder_paths.base_path, "extra_model_paths.yaml")
+    if os.path.isfile(yaml_path) and not getattr(folder_paths, "_concept_attention_extra_loaded", False):
+        from utils.extra_config import load_extra_path_config
+
+        load_extra_path_config(yaml_path)
+        folder_paths._concept_attention_extra_loaded = True

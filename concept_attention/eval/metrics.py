@@ -93,7 +93,7 @@ class SegmentationScores:
         """{"acc", "miou", "map"} in percent (as the paper reports them), and "n" images."""
         eps = np.spacing(1.0)
         iou = self.inter / (self.union + eps)
-        return {"acc": round(100 * self.correct / (self.labelled + eps), 2),
+        return {"acc": round(100 * float(self.correct / (self.labelled + eps)), 2),
                 "miou": round(100 * float(iou.mean()), 2),
                 "map": round(100 * float(np.mean(self.aps)) if self.aps else 0.0, 2),
                 "n": len(self.aps)}

@@ -89,7 +89,7 @@ def run(backend, examples, methods=MAIN_ROWS, *, per_block: bool = False, noise_
             for index, target in example.targets:
                 scores[name].add(_resized(soft[index], target.shape), target, example.valid)
         if progress:
-            main = scores.get("concept_attention") or next(iter(scores.values()))
+            main = scores["concept_attention"] if "concept_attention" in scores else next(iter(scores.values()))
             iterator.set_postfix({k: v for k, v in main.result().items() if k != "n"})
     return scores
 
