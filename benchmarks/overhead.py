@@ -86,8 +86,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int)
     parser.add_argument("--resolution", type=int)
     parser.add_argument("--repeats", type=int)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--comfyui")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
     steps = args.steps or preset["steps"]
     resolution = args.resolution or preset["resolution"]
@@ -136,7 +139,8 @@ def main(argv=None):
     best = {k: min(v) for k, v in times.items()}
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "preset": args.preset, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "preset": args.preset,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "resolution": resolution, "steps": steps, "concepts": args.concepts, "dtype": str(dtype),
         "seconds_unpatched": round(best["unpatched"], 4), "seconds_patched": round(best["patched"], 4),
         "time_ratio": round(best["patched"] / best["unpatched"], 4),
