@@ -7,8 +7,8 @@ that names them, and one exact mask per object. Pure numpy, deterministic per se
     scene.masks      # bool [K, H, W], one per object, in the order of scene.objects
     scene.concepts   # ("red circle", "blue square", "sand"): the objects, then the background
 
-Seeds below HELD_OUT_SEED are the training distribution; evaluation uses seeds from HELD_OUT_SEED on,
-which the training script never draws.
+Training draws its scenes from seeds 0 .. 39,999 only. Evaluation uses test scenes from HELD_OUT_SEED on;
+choices made by looking at results (which blocks to read) use validation scenes from VALIDATION_SEED on.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 SIZE = 32
 HELD_OUT_SEED = 1_000_000
+VALIDATION_SEED = 2_000_000
 
 COLORS = {
     "red": (0.86, 0.10, 0.10),
