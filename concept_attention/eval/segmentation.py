@@ -45,16 +45,18 @@ class Example:
     info: dict = field(default_factory=dict)
 
 
-def block_row(block: int) -> str:
-    return f"concept_attention/block_{block}"
+def block_row(block: int, method: str = "concept_attention") -> str:
+    return f"{method}/block_{block}"
 
 
-def run(backend, examples, methods=MAIN_ROWS, *, per_block: bool = False, noise_level: float = 0.5,
-        samples: int = 1, seed: int = 0, layers=None, progress: bool = False, total: int | None = None) -> dict:
+def run(backend, examples, methods=MAIN_ROWS, *, per_block=False, extra_runs: dict | None = None,
+        noise_level: float = 0.5, samples: int = 1, seed: int = 0, layers=None, progress: bool = False,
+        total: int | None = None) -> dict:
     """Score every example with every method. Returns {row name: SegmentationScores}.
 
     backend: has `model_patcher`, `encode(image) -> latent`, `conditioning(caption)`, `concepts(names)`.
-    per_block: also ConceptAttention from each single joint block (rows "concept_attention/block_<i>").
+    per_block: also each single joint block alone (rows "<method>/block_<i>"): True for ConceptAttention,
+    or a tuple of method names. extra_runs: more rows, {row name: (method, layers)}.
     """
     from ..adapters import adapter_for
     from ..from_image import maps_from_latent
@@ -63,9 +65,11 @@ def run(backend, examples, methods=MAIN_ROWS, *, per_block: bool = False, noise_
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     runs = {m: (METHODS[m], layers) for m in methods}
-    if per_block:
+    for method in (("concept_attention",) if per_block is True else tuple(per_block or ())):
         for block in range(adapter_for(backend.model_patcher).num_blocks):
-            runs[block_row(block)] = (METHODS["concept_attention"], [block])
+            runs[block_row(block, method)] = (METHODS[method], [block])
+    for name, (method, run_layers) in (extra_runs or {}).items():
+        runs[name] = (METHODS[method], list(run_layers))
     scores = {name: SegmentationScores() for name in runs}
     iterator = examples
     if progress:
