@@ -69,6 +69,7 @@ def test_classifier_reads_rendered_scenes_back():
     assert totals["color_found"] == totals["objects"]
     assert totals["shape_right"] >= 0.99 * totals["objects"]
     assert totals["background_right"] == 300 and totals["extra_colors"] == 0
+    assert totals["relation_right"] >= 0.95 * totals["relations"] and totals["relations"] > 50
 
 
 def test_classifier_regions_match_the_exact_masks():

@@ -105,10 +105,22 @@ def caption_agreement(image: np.ndarray, scene: scenes.Scene) -> dict:
     shape; is the background right; are there objects in colours the caption does not name."""
     reading = read_image(image, scene.background)
     named = {o.color: o.shape for o in scene.objects}
-    return {
+    out = {
         "objects": len(named),
         "color_found": sum(c in reading.objects for c in named),
         "shape_right": sum(reading.objects.get(c) == s for c, s in named.items()),
         "extra_colors": sum(c not in named for c in reading.objects),
         "background_right": int(reading.background == scene.background),
+        "relations": 0,
+        "relation_right": 0,
     }
+    if len(scene.objects) == 2 and all(o.color in reading.masks for o in scene.objects):
+        # "a X above a Y": is the drawn X region's centre above the drawn Y region's (same rule as captions)?
+        (ay, ax), (by, bx) = (np.argwhere(reading.masks[o.color]).mean(axis=0) for o in scene.objects)
+        if abs(ay - by) >= abs(ax - bx):
+            drawn = "above" if ay < by else "below"
+        else:
+            drawn = "left of" if ax < bx else "right of"
+        out["relations"] = 1
+        out["relation_right"] = int(drawn == scenes.relation(*scene.objects))
+    return out

@@ -51,12 +51,15 @@ def generation_check(tiny, count: int = 32, start: int = scenes.HELD_OUT_SEED + 
 
 
 def generation_rates(totals: dict) -> dict:
-    """Rates (0..1): colour found / right shape per named object, background right per image, and images
-    with an object in a colour the caption does not name."""
+    """Rates (0..1): colour found / right shape per named object, background right per image, images with
+    an object in a colour the caption does not name, and the relation right in two-object captions whose
+    objects were both drawn."""
     return {"color": totals["color_found"] / totals["objects"],
             "shape": totals["shape_right"] / totals["objects"],
             "background": totals["background_right"] / totals["images"],
-            "extra_colors": totals["extra_colors"] / totals["images"]}
+            "extra_colors": totals["extra_colors"] / totals["images"],
+            "relation": totals["relation_right"] / max(totals["relations"], 1),
+            "relations_judged": totals["relations"]}
 
 
 def generation_masks(tiny, count: int = 16, start: int = scenes.HELD_OUT_SEED + 600_000, seed: int = 0,
