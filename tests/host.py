@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,20 +9,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui_concept_attention"
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))  # appended: ComfyUI goes ahead of it, see setup_comfyui
 
-
-def find_comfyui() -> Path | None:
-    """COMFYUI_PATH, else the ComfyUI whose custom_nodes holds this pack, else ~/ComfyUI."""
-    candidates = []
-    if os.environ.get("COMFYUI_PATH"):
-        candidates.append(Path(os.environ["COMFYUI_PATH"]))
-    if REPO.parent.name == "custom_nodes":
-        candidates.append(REPO.parent.parent)
-    candidates.append(Path.home() / "ComfyUI")
-    for path in candidates:
-        if (path / "comfy" / "model_patcher.py").is_file() and (path / "nodes.py").is_file():
-            return path.resolve()
-    return None
+from concept_attention.eval.comfy_host import find_comfyui  # noqa: E402  (COMFYUI_PATH, enclosing, ~/ComfyUI)
 
 
 def setup_comfyui(root: Path) -> None:
