@@ -54,10 +54,14 @@ def main(argv=None) -> int:
         truth = dict(zip(names, list(scene.masks) + [scene.background_mask]))
     else:
         caption = args.caption
-        names = parse_concepts(args.concepts) if args.concepts else _concepts_of(caption)
+        names = _concepts_of(caption)
     if args.concepts:
         names = parse_concepts(args.concepts)
-    concepts = tiny.concepts(names)
+    try:
+        concepts = tiny.concepts(names)
+        tiny.context([caption])
+    except ValueError as err:  # a word outside the tiny vocabulary
+        raise SystemExit(str(err)) from None
     if args.caption is None:
         from ..from_image import maps_from_latent
 
@@ -89,7 +93,7 @@ def main(argv=None) -> int:
         heat_row.append(heat[i])
         mask_row.append(mask[..., None].expand(-1, -1, 3))
         line = f"  {name:16s} mask covers {100 * float(mask.mean()):5.1f}% of the image"
-        if truth is not None:
+        if truth is not None and name in truth:
             gt = torch.from_numpy(truth[name])
             iou = float((mask.bool() & gt).sum()) / max(float((mask.bool() | gt).sum()), 1.0)
             line += f", IoU with the exact mask {iou:.2f}"
