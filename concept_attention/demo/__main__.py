@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         truth = dict(zip(names, list(scene.masks) + [scene.background_mask]))
     else:
         caption = args.caption
-        names = _concepts_of(caption)
+        names = None if args.concepts else _concepts_of(caption)
     if args.concepts:
         names = parse_concepts(args.concepts)
     try:
