@@ -14,4 +14,6 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, torchsd
   fi
   "$VENV/bin/pip" install -q torchsde pytest
 fi
+# h5py reads ImageNet-Segmentation's MATLAB v7.3 file in the evaluation tests.
+"$VENV/bin/python" -c "import h5py" 2>/dev/null || "$VENV/bin/pip" install -q h5py >&2
 echo "$VENV"
