@@ -62,3 +62,15 @@ def test_training_prefix_reproduces_the_fixture(tiny):
     cfg = tiny.metadata["train_config"]
     *_, losses, _ = train(cfg, log=lambda *a, **k: None, stop_after=3)
     assert losses == pytest.approx(tiny.metadata["first_losses"][:3], rel=1e-4)
+
+
+def test_training_takes_model_overrides_and_a_device():
+    """`--model` overrides reach ComfyUI's Flux; the step runs on the given device (here the CPU)."""
+    from concept_attention.eval.train import train
+
+    dm, text_encoder, ema_dm, _, losses, cfg = train({"batch": 2, "model": {"depth": 2, "depth_single_blocks": 3}},
+                                                     log=lambda *a, **k: None, stop_after=1, device="cpu")
+    assert len(dm.double_blocks) == 2 and len(dm.single_blocks) == 3 and len(ema_dm.single_blocks) == 3
+    assert cfg["model"] == {"depth": 2, "depth_single_blocks": 3}
+    assert len(losses) == 1 and losses[0] > 0
+    assert next(dm.parameters()).device.type == next(text_encoder.parameters()).device.type == "cpu"

@@ -1,17 +1,21 @@
-"""Train the tiny pixel-space Flux and its text encoder on synthetic scenes (rectified flow), on the CPU.
+"""Train the tiny pixel-space Flux and its text encoder on synthetic scenes (rectified flow).
 
     python -m concept_attention.eval.train                  # reproduces fixtures/tiny_flux.safetensors
     python -m concept_attention.eval.train --out my.safetensors --steps 200
+    python -m concept_attention.eval.train --out big.safetensors --device cuda --steps 20000 \\
+        --model '{"depth": 12, "depth_single_blocks": 12}'   # a deeper model, on a GPU
 
-Deterministic: a fixed seed, fixed thread count (one: also the fastest on a busy machine), scenes drawn
-by seed from a pool of training seeds (0 .. pool-1, far below scenes.HELD_OUT_SEED). The loss of every step is printed and the first ones are stored in the
-fixture's metadata, so a short prefix can be re-run and compared (tests/test_eval_train.py does).
+Deterministic: a fixed seed, a fixed CPU thread count, scenes drawn by seed from a pool of training seeds
+(0 .. pool-1, far below scenes.HELD_OUT_SEED). The loss of every step is printed and the first ones are
+stored in the fixture's metadata, so a short prefix can be re-run and compared (tests/test_eval_tiny_model.py
+does). The fixture is a CPU run (two threads, the machine's two cores, under 30 minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import sys
 import time
@@ -23,7 +27,7 @@ from . import scenes
 from .tiny_model import (FIXTURE, MODEL_CONFIG, TEXT_CONFIG, TextEncoder, Vocab, build_diffusion_model,
                          encode_images, init_diffusion_weights, save)
 
-DEFAULTS = dict(steps=1800, batch=48, pool=40000, lr=1e-3, warmup=100, min_lr_ratio=0.05, weight_decay=0.01,
+DEFAULTS = dict(model={}, steps=1800, batch=48, pool=40000, lr=1e-3, warmup=100, min_lr_ratio=0.05, weight_decay=0.01,
                 ema=0.998, caption_dropout=0.1, seed=0, threads=1, recorded_losses=20)
 
 
@@ -68,10 +72,14 @@ def batch_scenes(step: int, cfg: dict, pool: ScenePool):
     return images, captions
 
 
-def train(cfg: dict | None = None, log=print, stop_after: int | None = None):
-    """Train from scratch. Returns (diffusion model, text encoder, EMA copies, losses).
+def train(cfg: dict | None = None, log=print, stop_after: int | None = None, device: str = "cpu"):
+    """Train from scratch. Returns (diffusion model, text encoder, EMA copies, losses, the config used).
 
-    stop_after: end after that many steps (same schedule as the full run: for reproducibility checks)."""
+    cfg: DEFAULTS overrides; its "model" entry overrides MODEL_CONFIG (e.g. {"depth_single_blocks": 4}).
+    stop_after: end after that many steps (same schedule as the full run: for reproducibility checks).
+    device: where the networks train ("cuda" for a GPU). The scenes, the noise and the noise levels are drawn
+    on the CPU whatever the device, so a GPU run trains on the same data; its weights differ from a CPU
+    run's in the last bits (other kernels), so only CPU runs reproduce the fixture bit for bit."""
     import comfy.model_management
 
     cfg = {**DEFAULTS, **(cfg or {})}
@@ -80,20 +88,21 @@ def train(cfg: dict | None = None, log=print, stop_after: int | None = None):
     was_training = comfy.model_management.in_training
     comfy.model_management.in_training = True  # ComfyUI's differentiable RoPE path (as its own trainer does)
     try:
-        return _train(cfg, log, stop_after)
+        return _train(cfg, log, stop_after, torch.device(device))
     finally:
         comfy.model_management.in_training = was_training
         torch.set_num_threads(threads)
 
 
-def _train(cfg: dict, log, stop_after):
+def _train(cfg: dict, log, stop_after, device: torch.device):
     torch.manual_seed(cfg["seed"])
-    model = build_diffusion_model()
+    model = build_diffusion_model(cfg["model"])
     dm = model.diffusion_model
     init_diffusion_weights(dm, cfg["seed"])
-    dm.train()
     vocab = Vocab()
     text_encoder = TextEncoder(len(vocab), **TEXT_CONFIG)
+    dm.to(device).train()
+    text_encoder.to(device)
     params = list(dm.parameters()) + list(text_encoder.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -103,7 +112,7 @@ def _train(cfg: dict, log, stop_after):
     gen = torch.Generator().manual_seed(cfg["seed"] + 1)
     losses = []
     pool = ScenePool(cfg["pool"])
-    pooled = torch.zeros(cfg["batch"], MODEL_CONFIG["vec_in_dim"])
+    pooled = torch.zeros(cfg["batch"], dm.params.vec_in_dim, device=device)
     start = time.time()
     steps = cfg["steps"] if stop_after is None else min(stop_after, cfg["steps"])
     for step in range(steps):
@@ -112,6 +121,7 @@ def _train(cfg: dict, log, stop_after):
         ids, mask = vocab.batch(captions, text_encoder.max_len)
         sigma = sample_sigmas(gen, x0.shape[0])
         noise = torch.randn(x0.shape, generator=gen)
+        x0, ids, mask, sigma, noise = (t.to(device) for t in (x0, ids, mask, sigma, noise))
         s = sigma.view(-1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         # ComfyUI's Flux (CONST) convention: denoised = x_t - sigma * output, so output = noise - x0.
@@ -153,16 +163,19 @@ def main(argv=None) -> int:
     for key in ("steps", "batch", "seed", "threads"):
         parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key])
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    parser.add_argument("--device", default="cpu", help='"cpu" (reproduces the fixture) or e.g. "cuda"')
+    parser.add_argument("--model", type=json.loads, default={},
+                        help='model config overrides as JSON, e.g. \'{"depth": 8}\' (default: the fixture\'s)')
     args = parser.parse_args(argv)
     _setup_comfyui()
     cfg = {**DEFAULTS, "steps": args.steps, "batch": args.batch, "seed": args.seed, "threads": args.threads,
-           "lr": args.lr}
+           "lr": args.lr, "model": {**DEFAULTS["model"], **args.model}}
     start = time.time()
-    _, _, ema_dm, ema_te, losses, cfg = train(cfg)
-    metadata = {"model_config": MODEL_CONFIG, "text_config": TEXT_CONFIG, "vocab": list(Vocab().words[2:]),
-                "train_config": cfg, "first_losses": losses[: cfg["recorded_losses"]],
+    _, _, ema_dm, ema_te, losses, cfg = train(cfg, device=args.device)
+    metadata = {"model_config": {**MODEL_CONFIG, **cfg["model"]}, "text_config": TEXT_CONFIG,
+                "vocab": list(Vocab().words[2:]), "train_config": cfg, "first_losses": losses[: cfg["recorded_losses"]],
                 "final_loss_mean_100": sum(losses[-100:]) / len(losses[-100:]),
-                "train_seconds": round(time.time() - start, 1), "torch": torch.__version__}
+                "train_seconds": round(time.time() - start, 1), "device": args.device, "torch": torch.__version__}
     save(args.out, ema_dm, ema_te, metadata)
     print(f"wrote {args.out} ({time.time() - start:.0f}s)")
     return 0
