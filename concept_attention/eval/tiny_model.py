@@ -226,9 +226,11 @@ def save(path: str | Path, dm: torch.nn.Module, text_encoder: TextEncoder, metad
     """Both networks in fp16 (the fixture stays small) with JSON metadata."""
     from safetensors.torch import save_file
 
-    tensors = {f"diffusion_model.{k}": v.detach().to("cpu", torch.float16).contiguous() for k, v in dm.state_dict().items()}
-    tensors.update({f"text_encoder.{k}": v.detach().to("cpu", torch.float16).contiguous()
-                    for k, v in text_encoder.state_dict().items()})
+    def half(module: torch.nn.Module, prefix: str) -> dict:
+        return {f"{prefix}.{k}": v.detach().to("cpu", torch.float16).contiguous()
+                for k, v in module.state_dict().items()}
+
+    tensors = {**half(dm, "diffusion_model"), **half(text_encoder, "text_encoder")}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in metadata.items()})
 
