@@ -89,3 +89,17 @@ def test_generation_path_masks_land_on_the_drawn_objects(tiny):
     assert summary["peak_hit"] >= MIN_MASK_PEAK_HIT and summary["peak_hit"] >= 4 * summary["chance"]
     assert summary["argmax_share"] >= MIN_MASK_ARGMAX
     assert summary["iou"] >= MIN_MASK_IOU
+
+
+def test_generation_cli_reports_rates_and_masks(capsys):
+    """`python -m concept_attention.eval generation --json`: the rates and the mask summary, as one JSON line."""
+    import json
+
+    from concept_attention.eval.__main__ import main
+
+    assert main(["generation", "--captions", "2", "--masks", "1", "--layers", "3", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    res = json.loads(out[-1])
+    assert set(res) == {"generation", "generation_masks"}
+    assert 0 <= res["generation"]["color"] <= 1 and res["generation"]["background"] == 1.0
+    assert res["generation_masks"]["objects"] >= 1 and "Generated images vs. captions (2" in out[0]

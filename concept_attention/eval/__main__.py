@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--captions", type=int, default=32)
     p.add_argument("--masks", type=int, default=16, help="captions for the generation-path mask check")
     p.add_argument("--fixture", default=None)
+    p.add_argument("--layers", default="", help="joint blocks the mask check reads (default: READ_BLOCKS)")
     p.add_argument("--json", action="store_true")
 
     for name, helptext in (("imagenet-seg", "ImageNet-Segmentation (gtsegs_ijcv.mat)"),
@@ -157,7 +158,8 @@ def run_generation(args) -> dict:
 
     tiny = load(args.fixture or FIXTURE)
     rates = synthetic.generation_rates(synthetic.generation_check(tiny, args.captions))
-    masks = synthetic.summarize_masks(synthetic.generation_masks(tiny, args.masks, layers=list(READ_BLOCKS)))
+    layers = _layers(args) or list(READ_BLOCKS)
+    masks = synthetic.summarize_masks(synthetic.generation_masks(tiny, args.masks, layers=layers))
     print(f"Generated images vs. captions ({args.captions} held-out captions): "
           + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     print(f"Generation-path masks on the drawn objects ({masks['objects']} objects): "

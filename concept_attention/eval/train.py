@@ -8,7 +8,8 @@
 Deterministic: a fixed seed, a fixed CPU thread count, scenes drawn by seed from a pool of training seeds
 (0 .. pool-1, far below scenes.HELD_OUT_SEED). The loss of every step is printed and the first ones are
 stored in the fixture's metadata, so a short prefix can be re-run and compared (tests/test_eval_tiny_model.py
-does). The fixture is a CPU run (two threads, the machine's two cores, under 30 minutes).
+does). The fixture is a CPU run on one thread (26 minutes here); --threads 2 takes both cores of a two-core
+machine (another run: other kernels' summation order, so other weights).
 """
 
 from __future__ import annotations
