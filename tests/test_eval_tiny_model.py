@@ -74,3 +74,21 @@ def test_training_takes_model_overrides_and_a_device():
     assert cfg["model"] == {"depth": 2, "depth_single_blocks": 3}
     assert len(losses) == 1 and losses[0] > 0
     assert next(dm.parameters()).device.type == next(text_encoder.parameters()).device.type == "cpu"
+
+
+def test_object_weighted_loss_follows_the_codecs_layout():
+    """--object-weight: the weight of every latent element is that of its pixel (object or the ring of one pixel
+    around it: the weight; elsewhere 1), laid out exactly as the codec lays out the pixel's colour channels."""
+    import numpy as np
+
+    from concept_attention.eval.train import loss_weights
+
+    objects = np.stack([~scenes.make_scene(seed).background_mask for seed in (3, 4)])
+    ring = np.zeros_like(objects)
+    for b, y, x in zip(*np.nonzero(objects)):
+        ring[b, max(y - 1, 0):y + 2, max(x - 1, 0):x + 2] = True
+    weight_image = np.where(ring, 4.0, 1.0).astype(np.float32)
+    as_rgb = torch.from_numpy(np.repeat(weight_image[..., None], 3, axis=-1))
+    expected = (encode_images(as_rgb) + 1) / 2  # the codec is elementwise 2x-1, then a fixed rearrangement
+    assert torch.equal(loss_weights(torch.from_numpy(objects), 4.0), expected)
+    assert torch.equal(loss_weights(torch.from_numpy(objects), 1.0), torch.ones_like(expected))

@@ -23,13 +23,14 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import scenes
-from .tiny_model import (FIXTURE, MODEL_CONFIG, TEXT_CONFIG, TextEncoder, Vocab, build_diffusion_model,
-                         encode_images, init_diffusion_weights, save)
+from .tiny_model import (FIXTURE, MODEL_CONFIG, TEXT_CONFIG, UNSHUFFLE, TextEncoder, Vocab,
+                         build_diffusion_model, encode_images, init_diffusion_weights, save)
 
 DEFAULTS = dict(model={}, steps=1800, batch=48, pool=40000, lr=1e-3, warmup=100, min_lr_ratio=0.05, weight_decay=0.01,
-                ema=0.998, caption_dropout=0.1, seed=0, threads=1, recorded_losses=20)
+                ema=0.998, caption_dropout=0.1, object_weight=1.0, seed=0, threads=1, recorded_losses=20)
 
 
 def sample_sigmas(gen: torch.Generator, batch: int) -> torch.Tensor:
@@ -46,31 +47,40 @@ def lr_at(step: int, cfg: dict) -> float:
 
 
 class ScenePool:
-    """Training scenes by seed (0 .. pool-1), each rendered once and kept as 8-bit RGB."""
+    """Training scenes by seed (0 .. pool-1), each rendered once and kept as 8-bit RGB with its object mask."""
 
     def __init__(self, size: int):
         self.size = size
-        self.images: dict[int, np.ndarray] = {}
-        self.captions: dict[int, str] = {}
+        self.scenes: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}
 
-    def get(self, seed: int) -> tuple[np.ndarray, str]:
-        if seed not in self.images:
+    def get(self, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """(image uint8 [H, W, 3], pixels of any object bool [H, W], caption)"""
+        if seed not in self.scenes:
             scene = scenes.make_scene(seed)
-            self.images[seed] = np.round(scene.image * 255).astype(np.uint8)
-            self.captions[seed] = scene.caption
-        return self.images[seed], self.captions[seed]
+            self.scenes[seed] = (np.round(scene.image * 255).astype(np.uint8), ~scene.background_mask, scene.caption)
+        return self.scenes[seed]
 
 
 def batch_scenes(step: int, cfg: dict, pool: ScenePool):
     """The scenes of one step: seeds drawn from the training pool by a per-step generator; a
-    `caption_dropout` share of the captions is replaced by the empty caption (for guidance)."""
+    `caption_dropout` share of the captions is replaced by the empty caption (for guidance).
+    Returns images [B, H, W, 3] in 0..1, object masks [B, H, W] and captions."""
     rng = np.random.default_rng([cfg["seed"], step])
     seeds = rng.integers(0, pool.size, cfg["batch"])
     drop = rng.random(cfg["batch"]) < cfg["caption_dropout"]
     batch = [pool.get(int(s)) for s in seeds]
-    images = torch.from_numpy(np.stack([image for image, _ in batch])).float() / 255
-    captions = ["" if d else text for (_, text), d in zip(batch, drop)]
-    return images, captions
+    images = torch.from_numpy(np.stack([image for image, _, _ in batch])).float() / 255
+    objects = torch.from_numpy(np.stack([mask for _, mask, _ in batch]))
+    captions = ["" if d else text for (_, _, text), d in zip(batch, drop)]
+    return images, objects, captions
+
+
+def loss_weights(objects: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """Per latent element: `object_weight` on the objects' pixels and a one-pixel ring around them (where
+    their shapes are decided), 1 elsewhere. objects: bool [B, H, W] -> [B, 12, H/2, W/2]."""
+    near = F.max_pool2d(objects[:, None].float(), 3, stride=1, padding=1)
+    weight = 1 + (object_weight - 1) * near
+    return F.pixel_unshuffle(weight, UNSHUFFLE).repeat(1, 3, 1, 1)  # the codec's channel order: colour-major
 
 
 def train(cfg: dict | None = None, log=print, stop_after: int | None = None, device: str = "cpu"):
@@ -117,7 +127,7 @@ def _train(cfg: dict, log, stop_after, device: torch.device):
     start = time.time()
     steps = cfg["steps"] if stop_after is None else min(stop_after, cfg["steps"])
     for step in range(steps):
-        images, captions = batch_scenes(step, cfg, pool)
+        images, objects, captions = batch_scenes(step, cfg, pool)
         x0 = encode_images(images)
         ids, mask = vocab.batch(captions, text_encoder.max_len)
         sigma = sample_sigmas(gen, x0.shape[0])
@@ -130,7 +140,11 @@ def _train(cfg: dict, log, stop_after, device: torch.device):
         # when the old value was saved for backward; saving copies makes the stock blocks trainable as is.
         with torch.autograd.graph.saved_tensors_hooks(_save_copy, _identity):
             out = dm(x_t, sigma, text_encoder(ids, mask), y=pooled[: x0.shape[0]])
-        loss = torch.nn.functional.mse_loss(out, noise - x0)
+        if cfg["object_weight"] == 1:
+            loss = F.mse_loss(out, noise - x0)  # the fixture's loss
+        else:
+            weight = loss_weights(objects, cfg["object_weight"]).to(device)
+            loss = (weight * (out - (noise - x0)) ** 2).sum() / weight.sum()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         opt.zero_grad(set_to_none=True)
@@ -164,13 +178,15 @@ def main(argv=None) -> int:
     for key in ("steps", "batch", "seed", "threads"):
         parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key])
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    parser.add_argument("--object-weight", type=float, default=DEFAULTS["object_weight"],
+                        help="loss weight of the objects' pixels and the ring around them (default 1: plain MSE)")
     parser.add_argument("--device", default="cpu", help='"cpu" (reproduces the fixture) or e.g. "cuda"')
     parser.add_argument("--model", type=json.loads, default={},
                         help='model config overrides as JSON, e.g. \'{"depth": 8}\' (default: the fixture\'s)')
     args = parser.parse_args(argv)
     _setup_comfyui()
     cfg = {**DEFAULTS, "steps": args.steps, "batch": args.batch, "seed": args.seed, "threads": args.threads,
-           "lr": args.lr, "model": {**DEFAULTS["model"], **args.model}}
+           "lr": args.lr, "object_weight": args.object_weight, "model": {**DEFAULTS["model"], **args.model}}
     start = time.time()
     _, _, ema_dm, ema_te, losses, cfg = train(cfg, device=args.device)
     metadata = {"model_config": {**MODEL_CONFIG, **cfg["model"]}, "text_config": TEXT_CONFIG,
