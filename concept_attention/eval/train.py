@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     _setup_comfyui()
     cfg = {**DEFAULTS, "steps": args.steps, "batch": args.batch, "seed": args.seed, "threads": args.threads,
-           "lr": args.lr, "object_weight": args.object_weight, "model": {**DEFAULTS["model"], **args.model}}
+           "lr": args.lr, "object_weight": args.object_weight, "model": args.model}
     start = time.time()
     _, _, ema_dm, ema_te, losses, cfg = train(cfg, device=args.device)
     metadata = {"model_config": {**MODEL_CONFIG, **cfg["model"]}, "text_config": TEXT_CONFIG,
