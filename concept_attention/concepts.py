@@ -17,20 +17,41 @@ TOKEN_MODES = ("mean", "first_token")
 
 
 @dataclass(frozen=True)
+class TokenSpan:
+    """Where a concept's own word tokens sit in its standalone encoding: rows [start, stop) of the encoder
+    output, which has `length` rows in all (as this encoder returns them: template, special and padding
+    tokens included).
+    Adapters whose rotary text positions depend on the token index read it (SPEC.md section 3, Positions)."""
+
+    start: int
+    stop: int
+    length: int
+
+
+@dataclass(frozen=True)
 class Concepts:
-    """Concept names and their raw text-encoder embeddings, `embeddings[i]` belonging to `names[i]`."""
+    """Concept names and their raw text-encoder embeddings, `embeddings[i]` belonging to `names[i]`.
+
+    `spans[i]` (optional) locates concept i's word tokens in its own encoding; None when the embeddings were
+    given directly, in which case position-dependent families place every concept at their first text
+    position."""
 
     names: tuple[str, ...]
     embeddings: torch.Tensor  # [C, ctx_dim]
+    spans: tuple[TokenSpan, ...] | None
 
-    def __init__(self, names, embeddings: torch.Tensor):
+    def __init__(self, names, embeddings: torch.Tensor, spans=None):
         names = tuple(check_names(list(names)))
         if embeddings.ndim != 2 or embeddings.shape[0] != len(names):
             raise ConceptAttentionError(
                 f"Concepts need one embedding row per name: got {len(names)} names and embeddings of shape "
                 f"{tuple(embeddings.shape)}; pass a [C, ctx_dim] tensor.")
+        if spans is not None and len(spans) != len(names):
+            raise ConceptAttentionError(f"Concepts need one token span per name: got {len(spans)} for "
+                                        f"{len(names)} names.")
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "embeddings", embeddings.detach())
+        object.__setattr__(self, "spans", None if spans is None else tuple(spans))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -71,11 +92,11 @@ def encode_concepts(clip, names, token_mode: str = "mean") -> Concepts:
     if token_mode not in TOKEN_MODES:
         raise ConceptAttentionError(f"token_mode must be one of {TOKEN_MODES}, got {token_mode!r}.")
     names = check_names(list(names))
-    rows = [_encode_one(clip, name, token_mode) for name in names]
-    return Concepts(names, torch.stack(rows))
+    rows, spans = zip(*(_encode_one(clip, name, token_mode) for name in names))
+    return Concepts(names, torch.stack(rows), spans)
 
 
-def _encode_one(clip, name: str, token_mode: str) -> torch.Tensor:
+def _encode_one(clip, name: str, token_mode: str) -> tuple[torch.Tensor, TokenSpan]:
     tokens = clip.tokenize(name, return_word_ids=True)
     positions, expected_len = _word_positions(clip.cond_stage_model, tokens)
     if not positions:
@@ -87,7 +108,7 @@ def _encode_one(clip, name: str, token_mode: str) -> torch.Tensor:
             f"Unexpected text-encoder output for {name!r}: {cond.shape[0]} tokens where the tokenizer gave "
             f"{expected_len}. This text encoder ({type(clip.cond_stage_model).__name__}) is not supported.")
     picked = cond[positions[:1]] if token_mode == "first_token" else cond[positions]
-    return picked.mean(dim=0).cpu()
+    return picked.mean(dim=0).cpu(), TokenSpan(positions[0], positions[-1] + 1, expected_len)
 
 
 def _word_positions(encoder, tokens: dict) -> tuple[list[int], int]:
