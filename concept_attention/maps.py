@@ -1,4 +1,4 @@
-"""Pure tensor math of the method: concept attention, saliency, accumulation. No ComfyUI imports.
+"""Pure tensor math of the method: concept attention, concept scores, accumulation. No ComfyUI imports.
 
 Shapes: B batch rows, H heads, N image tokens, C concepts, Dh head dim, HD = H * Dh.
 """
@@ -12,54 +12,77 @@ SPACES = ("output", "cross_attention", "value")  # the method, then the paper's 
 NODE_SPACES = ("output", "cross_attention")
 
 
-def concept_attention(q_c, k_c, v_c, k_x, v_x) -> torch.Tensor:
-    """o_c = softmax(q_c [k_x; k_c]^T / sqrt(Dh)) [v_x; v_c] per head, concept queries only.
+def concept_attention(q_c, k_c, v_c, k_x, v_x, scale: float | None = None) -> torch.Tensor:
+    """o_c = softmax(q_c [k_x; k_c]^T * scale) [v_x; v_c] per head, concept queries only.
 
     All inputs are [B, H, L, Dh]; returns [B, C, HD]. The image keys and values are the block's own.
+    `scale` defaults to 1/sqrt(Dh), as in the block's own attention.
     """
-    keys = torch.cat((k_x, k_c), dim=2)
-    values = torch.cat((v_x, v_c), dim=2)
-    out = F.scaled_dot_product_attention(q_c, keys, values)
+    keys = torch.cat((k_x, k_c.to(k_x.dtype)), dim=2)
+    values = torch.cat((v_x, v_c.to(v_x.dtype)), dim=2)
+    out = F.scaled_dot_product_attention(q_c.to(k_x.dtype), keys, values, scale=scale)
     return out.transpose(1, 2).flatten(2)
 
 
-def saliency(space: str, *, o_x=None, o_c=None, q_x=None, k_c=None, v_x=None, v_c=None,
-             softmax: bool = True) -> torch.Tensor:
-    """Per-token concept saliency [B, N, C] in fp32, softmax over concepts (raw scores if not `softmax`).
+def scores(space: str, *, o_x=None, o_c=None, q_x=None, k_c=None, v_x=None, v_c=None) -> torch.Tensor:
+    """Raw per-token concept scores [B, N, C] in fp32 (before any softmax over concepts).
 
     "output": o_x o_c^T over the concatenated heads (o_x [B, N, HD], o_c [B, C, HD]).
     "cross_attention": q_x k_c^T / sqrt(Dh) summed over heads (q_x [B, H, N, Dh], k_c [B, H, C, Dh]).
     "value": v_x v_c^T summed over heads (v_x [B, H, N, Dh], v_c [B, H, C, Dh]).
     """
     if space == "output":
-        logits = torch.matmul(o_x.float(), o_c.float().transpose(1, 2))
-    elif space == "cross_attention":
-        logits = torch.einsum("bhnd,bhcd->bnc", q_x.float(), k_c.float()) * q_x.shape[-1] ** -0.5
-    elif space == "value":
-        logits = torch.einsum("bhnd,bhcd->bnc", v_x.float(), v_c.float())
-    else:
-        raise ValueError(f"unknown space {space!r}; expected one of {SPACES}")
-    return logits.softmax(dim=-1) if softmax else logits
+        return torch.matmul(o_x.float(), o_c.float().transpose(1, 2))
+    if space == "cross_attention":
+        return torch.einsum("bhnd,bhcd->bnc", q_x.float(), k_c.float()) * q_x.shape[-1] ** -0.5
+    if space == "value":
+        return torch.einsum("bhnd,bhcd->bnc", v_x.float(), v_c.float())
+    raise ValueError(f"unknown space {space!r}; expected one of {SPACES}")
+
+
+class MapRule:
+    """How per-(block, step) scores become a map.
+
+    temperature None (the paper's rule for Flux.1 and SD3): softmax over concepts at every block and step, then
+    the mean. A temperature T (the authors' rule for Flux.2, T = 1000): the mean of the raw scores, then one
+    softmax over concepts of mean / T. softmax=False keeps the mean of the raw scores (an ablation).
+    """
+
+    def __init__(self, softmax: bool = True, temperature: float | None = None):
+        self.softmax = softmax
+        self.temperature = temperature
+
+    def contribution(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.softmax and self.temperature is None:
+            return logits.softmax(dim=-1)
+        return logits
+
+    def finish(self, mean: torch.Tensor) -> torch.Tensor:
+        if self.softmax and self.temperature is not None:
+            return (mean / self.temperature).softmax(dim=-1)
+        return mean
 
 
 class MapAccumulator:
-    """Running sum of saliency over (block, step) contributions. O(B*N*C) fp32 memory, nothing per layer."""
+    """Running sum of (block, step) contributions. O(B*N*C) fp32 memory, nothing per layer or step."""
 
-    def __init__(self):
+    def __init__(self, rule: MapRule | None = None):
+        self.rule = rule or MapRule()
         self.total: torch.Tensor | None = None
         self.count = 0
 
-    def add(self, scores: torch.Tensor) -> None:
-        """Add one contribution [B, N, C] (every batch row of the latent)."""
+    def add(self, logits: torch.Tensor) -> None:
+        """Add one contribution: raw scores [B, N, C] of every batch row of the latent."""
+        contribution = self.rule.contribution(logits.float())
         if self.total is None:
-            self.total = torch.zeros_like(scores, dtype=torch.float32)
-        elif self.total.shape != scores.shape:
-            raise RuntimeError(f"saliency of shape {tuple(scores.shape)} cannot join a run of shape "
+            self.total = torch.zeros_like(contribution, dtype=torch.float32)
+        elif self.total.shape != contribution.shape:
+            raise RuntimeError(f"scores of shape {tuple(contribution.shape)} cannot join a run of shape "
                                f"{tuple(self.total.shape)}")
-        self.total += scores
+        self.total += contribution
         self.count += 1
 
-    def mean(self, grid: tuple[int, int]) -> torch.Tensor:
-        """Mean map [B, C, h, w] on the token grid, on the CPU."""
-        maps = self.total / self.count
+    def mean(self, grid: tuple[int, ...]) -> torch.Tensor:
+        """Map [B, C, *grid] on the token grid (h, w) or (frames, h, w), on the CPU."""
+        maps = self.rule.finish(self.total / self.count)
         return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *grid).cpu()

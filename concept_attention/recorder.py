@@ -17,7 +17,7 @@ import torch
 
 from .concepts import Concepts
 from .errors import ConceptAttentionError
-from .maps import MapAccumulator
+from .maps import MapAccumulator, MapRule
 from .masks import ConceptMaps
 
 KEPT_RUNS = 16
@@ -34,17 +34,17 @@ def latent_fingerprint(samples: torch.Tensor) -> str:
 class Run:
     """Accumulating state of one sampling call."""
 
-    def __init__(self, stop_after_last_layer: bool = False):
+    def __init__(self, rule: MapRule, stop_after_last_layer: bool = False):
         self.stop_after_last_layer = stop_after_last_layer
-        self.accumulator = MapAccumulator()
-        self.grid: tuple[int, int] | None = None
+        self.accumulator = MapAccumulator(rule)
+        self.grid: tuple[int, ...] | None = None
         self.seen: set = set()  # (step, cond uuid) already recorded, so re-evaluations count once
         self.steps_offered: set[int] = set()
 
 
 @dataclass
 class RunResult:
-    maps: torch.Tensor | None  # [B, C, h, w] fp32 on the CPU, softmax over C
+    maps: torch.Tensor | None  # [B, C, h, w] (video: [B, C, frames, h, w]) fp32 on the CPU, softmax over C
     problem: str = ""           # why there are no maps
 
 
@@ -55,16 +55,17 @@ class Recorder:
     `latent`. Survives deep copies (ModelPatcher.clone) as the same object.
     """
 
-    def __init__(self, concepts: Concepts, family: str, blocks: list[int], steps: list[int] | None,
-                 space: str, softmax: bool, latent_scale: int, patch_size: int):
+    def __init__(self, concepts: Concepts, adapter, blocks: list[int], steps: list[int] | None,
+                 space: str, rule: MapRule):
         self.concepts = concepts
-        self.family = family
+        self.adapter = adapter
+        self.family = adapter.family
         self.blocks = blocks
         self.steps = None if steps is None else frozenset(steps)
         self.space = space
-        self.softmax = softmax
-        self.latent_scale = latent_scale
-        self.pixels_per_token = latent_scale * patch_size
+        self.rule = rule
+        self.latent_scale = adapter.base_model.latent_format.spacial_downscale_ratio
+        self.pixels_per_token = adapter.pixels_per_token()
         self.key = f"concept_attention_{uuid.uuid4().hex}"
         self.active: Run | None = None
         self._results: OrderedDict[str, RunResult] = OrderedDict()
@@ -112,7 +113,7 @@ class Recorder:
 
     # ---- run lifecycle (driven by the sampling wrapper) ----
     def begin_run(self, stop_after_last_layer: bool = False) -> Run:
-        self.active = Run(stop_after_last_layer)
+        self.active = Run(self.rule, stop_after_last_layer)
         return self.active
 
     def abort_run(self, run: Run) -> None:
@@ -132,13 +133,21 @@ class Recorder:
                 self._results.popitem(last=False)
         return result
 
-    def wants_step(self, step: int) -> bool:
-        return self.steps is None or step in self.steps
+    def wants_step(self, step: int, total_steps: int) -> bool:
+        """Whether schedule step `step` of a run of `total_steps` steps is recorded: the user's selection, else
+        the family's default (every step for most families)."""
+        steps = self.steps
+        if steps is None:
+            steps = self.adapter.default_steps(total_steps)
+        return steps is None or step in steps
 
     def _why_empty(self, run: Run) -> str:
         if run.steps_offered and self.steps is not None:
             return (f"The run recorded no maps: the selected steps {sorted(self.steps)} were not among the "
                     f"steps that ran ({min(run.steps_offered)}-{max(run.steps_offered)}). Widen the step "
                     f"selection or leave it at 'all'.")
+        if run.steps_offered:
+            return (f"The run recorded no maps: {self.family}'s default steps do not occur in a run of steps "
+                    f"{min(run.steps_offered)}-{max(run.steps_offered)}. Select the steps to read (e.g. 'all').")
         return ("The run recorded no maps: the model was never called with the positive (cond) prompt on a "
                 "step of the schedule. Check that the patched model is the one the sampler uses.")

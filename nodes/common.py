@@ -5,13 +5,15 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..concept_attention import masks as mask_ops
+from ..concept_attention.adapters import adapter_classes, supported_text
 from ..concept_attention.concepts import TOKEN_MODES
 from ..concept_attention.maps import NODE_SPACES
 
 Handle = io.Custom("CONCEPT_ATTENTION")
 Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
 CATEGORY = "mask/concept attention"
-MODELS = "Flux.1 (dev, schnell, Krea, Fill, Kontext) and SD3 / SD3.5 (Medium, Large, Large Turbo)"
+MODELS = supported_text()  # from the model family adapters' own declarations
+BLOCK_DEFAULTS = "; ".join(f"{cls.family}: {cls.default_blocks_text}" for cls in adapter_classes())
 
 
 def concepts_input():
@@ -21,10 +23,10 @@ def concepts_input():
                                    "'background' concept when the scene has one.")
 
 
-def blocks_input(default_text: str):
+def blocks_input():
     return io.String.Input("blocks", default="", advanced=True,
                            tooltip=f"0-based joint (double) block indices to read maps from, e.g. '15-18' or "
-                                   f"'10, 12-14'. Empty: {default_text}.")
+                                   f"'10, 12-14'. Empty: the model's default ({BLOCK_DEFAULTS}).")
 
 
 def token_mode_input():

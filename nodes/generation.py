@@ -22,11 +22,11 @@ class ConceptAttentionPatch(io.ComfyNode):
                         f"Supports {MODELS}. Feed the sampler's LATENT and this node's handle to "
                         f"Concept Attention Masks.",
             inputs=[
-                io.Model.Input("model", tooltip="The Flux.1 or SD3/SD3.5 model to read maps from. It is cloned, "
-                                                "never changed."),
+                io.Model.Input("model", tooltip="The diffusion model to read maps from (see the supported "
+                                                "models in the description). It is cloned, never changed."),
                 io.Clip.Input("clip", tooltip="The text encoder that belongs to the model; it encodes the concepts."),
                 concepts_input(),
-                blocks_input("Flux.1 blocks 15-18, SD3 all joint blocks"),
+                blocks_input(),
                 io.String.Input("steps", default="all", advanced=True,
                                 tooltip="0-based sampling steps to average over, e.g. '0-9'. 'all' (default): "
                                         "every step of the run."),

@@ -22,7 +22,8 @@ class ConceptAttentionFromImage(io.ComfyNode):
                         f"sample through the model, stopping after the last joint block needed. "
                         f"Supports {MODELS}.",
             inputs=[
-                io.Model.Input("model", tooltip="The Flux.1 or SD3/SD3.5 model (not changed)."),
+                io.Model.Input("model", tooltip="The diffusion model (see the supported models in the "
+                                                "description). It is not changed."),
                 io.Clip.Input("clip", tooltip="The model's text encoder, for the concepts and the caption."),
                 io.Vae.Input("vae", tooltip="The model's VAE, to encode the image."),
                 io.Image.Input("image", tooltip="The image (or batch of images) to map."),
@@ -37,7 +38,7 @@ class ConceptAttentionFromImage(io.ComfyNode):
                              tooltip="Noise draws to average; each is one partial forward pass."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
                              tooltip="Seed of the first noise draw (the next draws use seed+1, seed+2, ...)."),
-                blocks_input("Flux.1 blocks 15-18, SD3 all joint blocks"),
+                blocks_input(),
                 token_mode_input(),
                 space_input(),
             ],

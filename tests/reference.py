@@ -144,7 +144,8 @@ def flux_reference(dm, call, embeddings, blocks, zero_pooled=True):
         # concept stream: text weights, text modulation of the concept vector, RoPE at text position 0 (identity)
         cm = modulation(cvec, block.txt_mod)
         qc, kc, vc = flux_qkv(c, None, 1e-6, block.txt_attn, n_heads, cm[:2])
-        o_c = attention(qc, torch.cat([k[:, :, T:], kc], 2), torch.cat([v[:, :, T:], vc], 2))
+        # concept queries see the generated image's keys (not the prompt's, not reference images') and their own
+        o_c = attention(qc, torch.cat([k[:, :, T:T + n_gen], kc], 2), torch.cat([v[:, :, T:T + n_gen], vc], 2))
         if i in blocks:
             out[i] = torch.softmax(o_x @ o_c.transpose(1, 2), dim=-1)
         c = c + cm[2] * linear(o_c, block.txt_attn.proj)

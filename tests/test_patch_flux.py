@@ -160,13 +160,15 @@ def test_unsupported_model_and_bad_blocks_are_clear_errors(flux, concepts):
     from concept_attention import attach
     from concept_attention.errors import ConceptAttentionError
 
-    config = comfy.supported_models.Flux2(dict(host.FLUX_CONFIG, image_model="flux2", in_channels=128,
-                                               out_channels=128, patch_size=1, global_modulation=True,
-                                               mlp_silu_act=True, ops_bias=False, txt_ids_dims=[3],
-                                               axes_dim=[8, 8, 8, 8], guidance_embed=False))
-    flux2 = ModelPatcher(config.get_model({}), torch.device("cpu"), torch.device("cpu"))
-    with pytest.raises(ConceptAttentionError, match=r"does not support this model: Flux2 \(Flux\).*supported: Flux.1"):
-        attach(flux2, concepts)
+    unet = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
+                adm_in_channels=None, in_channels=4, model_channels=32, num_res_blocks=[1, 1],
+                transformer_depth=[1, 1], channel_mult=[1, 2], transformer_depth_middle=1,
+                use_linear_in_transformer=False, context_dim=32, num_head_channels=16,
+                transformer_depth_output=[1, 1, 1, 1], use_temporal_attention=False, use_temporal_resblock=False)
+    sdxl = ModelPatcher(comfy.supported_models.SDXL(unet).get_model({}), torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ConceptAttentionError,
+                       match=r"does not support this model: SDXL \(a UNet with cross-attention.*supported: Flux.1"):
+        attach(sdxl, concepts)
     with pytest.raises(ConceptAttentionError, match=r"Block index 3 is out of range.*valid indices are 0-2"):
         attach(flux, concepts, layers=[1, 3])
     with pytest.raises(ConceptAttentionError, match="width 32"):

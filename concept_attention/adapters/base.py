@@ -1,19 +1,91 @@
-"""What the method needs from a model family: its concept stream, written with the model's own modules."""
+"""What the method needs from a model family, written with the model's own modules.
+
+A family is one subclass of `ModelAdapter` in its own module of this package. It declares what users see
+(`family`, `models`, the default blocks and where they come from) and supplies the family's math: the concept
+stream's entry (text input path, modulation input), the concept queries/keys/values of a block and the concept
+stream's update after it, and where the generated image's tokens sit in the block's joint attention. How the
+blocks are reached (a patch replace, or the attention override) is `hook`; the hooking itself lives in
+`concept_attention/hooks.py`, not here.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
+
+from .. import maps as maps_math
+
+BLOCK_REPLACE = "block_replace"  # ("double_block", i) patch replace; the concept step runs inside its attention
+ATTENTION = "attention"          # no replace hook: the concept step runs inside the block's joint attention call
+
+
+@dataclass
+class ModelCall:
+    """One call of the diffusion model whose positive-prompt rows are recorded (seen by APPLY_MODEL)."""
+
+    base_model: object            # comfy.model_base.BaseModel
+    x: torch.Tensor               # the latent batch as the sampler passes it (all rows)
+    sigma: torch.Tensor           # the sampler's sigma per row
+    kwargs: dict                  # the model call's extra conditioning: c_crossattn, y, guidance, ref_latents, ...
+    rows: object                  # patch.CondRows: the positive-prompt rows
+    dtype: torch.dtype
+    device: torch.device
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """The recorded rows of a per-row tensor."""
+        return self.rows.take(t)
+
+    @property
+    def batch(self) -> int:
+        return self.rows.count
+
+
+@dataclass
+class ConceptStream:
+    """The concept tokens of one model call, carried from block to block, with what the family's blocks need."""
+
+    c: torch.Tensor               # [B, C, D] concept hidden states
+    vec: object = None            # the concept stream's modulation input (family-defined)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    """A block's joint attention sequence: its length and the rows of the generated image's tokens."""
+
+    length: int
+    image: slice
 
 
 class ModelAdapter:
-    """One model family. Blocks are the joint (double-stream) blocks; text comes before image tokens."""
+    """One model family. Subclasses set the declarations and implement the family's math."""
 
-    family = ""
+    # ---- declarations (README table, node descriptions, unsupported-model error) ----
+    family = ""                   # e.g. "Flux.1"
+    models = ""                   # e.g. "dev, schnell, Krea, Fill, Kontext"
+    default_blocks_text = ""      # e.g. "double blocks 15-18 (the last four)"
+    defaults_published = False    # True where the defaults are the paper authors' published choice
+    hook = BLOCK_REPLACE
+    block_key = "double_block"    # patches_replace["dit"] key of the joint blocks (BLOCK_REPLACE)
+    spaces = maps_math.SPACES     # the score spaces this family offers
+    softmax_temperature: float | None = None  # None: softmax per block and step (paper); else maps_math.MapRule
     patch_size = 2
+    order = 100                   # lower is tried first by adapter_for (subclass families before their base)
 
-    def __init__(self, diffusion_model):
-        self.dm = diffusion_model
+    def __init__(self, base_model):
+        self.base_model = base_model
+        self.dm = base_model.diffusion_model
 
+    @classmethod
+    def supports(cls, base_model) -> bool:
+        raise NotImplementedError
+
+    def unsupported_space_message(self, space: str) -> str:
+        return (f"{self.family} offers the spaces {', '.join(self.spaces)}, not {space!r}. Choose one of those in "
+                f"the Concept Attention node's 'space' input.")
+
+    # ---- blocks and steps ----
     @property
     def num_blocks(self) -> int:
         raise NotImplementedError
@@ -21,29 +93,79 @@ class ModelAdapter:
     def default_blocks(self) -> list[int]:
         raise NotImplementedError
 
+    def default_steps(self, total_steps: int):
+        """0-based steps recorded when the user selects none (None: every step of the run)."""
+        return None
+
     @property
     def text_width(self) -> int:
         """Width of the text-encoder features the model's text input path takes."""
         raise NotImplementedError
 
-    def grid(self, latent_hw) -> tuple[int, int]:
-        """Token grid of the generated image for a latent of this height and width."""
+    # ---- the token grid ----
+    def grid(self, latent_shape) -> tuple[int, ...]:
+        """Token grid (h, w) — or (frames, h, w) for video — of the generated image for a latent of this shape."""
         p = self.patch_size
-        return (latent_hw[0] + p - 1) // p, (latent_hw[1] + p - 1) // p
+        h, w = latent_shape[-2:]
+        return (h + p - 1) // p, (w + p - 1) // p
 
-    def concept_vec(self, timesteps: torch.Tensor, guidance, dtype) -> torch.Tensor:
-        """Modulation vector [B, D] of the concept stream: timestep (+ guidance), zero pooled text."""
+    def pixels_per_token(self) -> int:
+        return self.base_model.latent_format.spacial_downscale_ratio * self.patch_size
+
+    # ---- the concept stream ----
+    def model_timestep(self, call: ModelCall) -> torch.Tensor:
+        """The model's own timestep input for the recorded rows."""
+        return call.take(self.base_model.model_sampling.timestep(call.sigma).float())
+
+    def start(self, call: ModelCall, embeddings: torch.Tensor, concepts) -> ConceptStream:
+        """The concept stream entering the first block: the concept embeddings through the model's text input
+        path, and the concept modulation input (timestep and guidance embedding, zero pooled text)."""
         raise NotImplementedError
 
-    def embed(self, embeddings: torch.Tensor, batch: int, dtype, device) -> torch.Tensor:
-        """Concept embeddings [C, ctx] through the model's text input path, as [B, C, D]."""
+    def layout(self, index: int, block_args: dict | None, stream: ConceptStream) -> JointLayout:
+        """Where block `index`'s joint attention puts the generated image. `block_args` are the patch-replace
+        arguments (BLOCK_REPLACE families) or None (ATTENTION families: from what `start` recorded)."""
         raise NotImplementedError
 
-    def concept_qkv(self, index: int, c: torch.Tensor, vec: torch.Tensor, block_args: dict):
-        """Concept queries, keys, values [B, H, C, Dh] from the block's text-stream weights, and the
-        intermediates `concept_update` needs."""
+    def attention_block(self, options: dict, length: int, stream: ConceptStream, calls_seen: int):
+        """ATTENTION families: the joint block index of an attention call with this sequence `length`, or None
+        if the call is not a joint block's attention. Default: `transformer_options["block_index"]` where the
+        model sets it, else the count of joint-length calls seen so far in this model call."""
+        if length != self.layout(-1, None, stream).length:
+            return None
+        index = options.get("block_index")
+        return calls_seen if index is None else index
+
+    def concept_qkv(self, index: int, stream: ConceptStream, block_args: dict | None):
+        """Concept queries, keys, values [B, H, C, Dh] from block `index`'s text-stream weights (RoPE applied at
+        the concept positions), and the intermediates `concept_update` needs."""
         raise NotImplementedError
 
-    def concept_update(self, index: int, c: torch.Tensor, o_c: torch.Tensor, intermediates) -> torch.Tensor:
-        """Residual update of the concept stream with the block's text-stream output weights."""
+    def concept_update(self, index: int, stream: ConceptStream, o_c: torch.Tensor, intermediates) -> torch.Tensor:
+        """The concept stream after block `index`, from the concept attention output o_c [B, C, HD]."""
         raise NotImplementedError
+
+    # ---- one block's concept step (joint-attention families; cross-attention families override it) ----
+    def concept_step(self, index: int, attn, stream: ConceptStream, block_args: dict | None,
+                     space: str | None):
+        """Run block `index`'s concept step inside its joint attention call `attn` (hooks.AttentionCall, recorded
+        rows only). Updates the stream; returns the raw scores [B, N, C] in `space`, or None when space is None
+        (a block the maps do not read)."""
+        q_c, k_c, v_c, intermediates = self.concept_qkv(index, stream, block_args)
+        image = self.layout(index, block_args, stream).image
+        k_x, v_x = attn.k[:, :, image], attn.v[:, :, image]
+        o_c = maps_math.concept_attention(q_c, k_c, v_c, k_x, v_x, attn.scale)
+        logits = None
+        if space == "output":
+            logits = maps_math.scores(space, o_x=attn.out[:, image], o_c=o_c)
+        elif space == "cross_attention":
+            logits = maps_math.scores(space, q_x=attn.q[:, :, image], k_c=k_c)
+        elif space == "value":
+            logits = maps_math.scores(space, v_x=v_x, v_c=v_c)
+        stream.c = self.concept_update(index, stream, o_c.to(stream.c.dtype), intermediates)
+        return logits
+
+
+def expand_rows(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """[C, ...] concept rows as a [batch, C, ...] view."""
+    return t.unsqueeze(0).expand(batch, *t.shape)

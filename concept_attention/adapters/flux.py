@@ -7,20 +7,24 @@ from comfy.ldm.flux.layers import apply_mod, timestep_embedding
 from comfy.ldm.flux.math import apply_rope
 from comfy.ldm.flux.model import Flux
 
-from .base import ModelAdapter
+from .base import ConceptStream, JointLayout, ModelAdapter, expand_rows
 
 
 class FluxAdapter(ModelAdapter):
     family = "Flux.1"
+    models = "dev, schnell, Krea, Fill, Kontext; with reference images only the generated image is mapped"
+    default_blocks_text = "double blocks 15-18 (the last four)"
+    defaults_published = True
 
-    @staticmethod
-    def supports(dm) -> bool:
+    @classmethod
+    def supports(cls, base_model) -> bool:
+        dm = base_model.diffusion_model
         return (type(dm) is Flux and not dm.params.global_modulation and not dm.params.txt_ids_dims
                 and all(block.modulation for block in dm.double_blocks))
 
-    def __init__(self, dm):
-        super().__init__(dm)
-        self.patch_size = dm.patch_size
+    def __init__(self, base_model):
+        super().__init__(base_model)
+        self.patch_size = self.dm.patch_size
 
     @property
     def num_blocks(self) -> int:
@@ -34,40 +38,46 @@ class FluxAdapter(ModelAdapter):
     def text_width(self) -> int:
         return self.dm.txt_in.in_features
 
-    def concept_vec(self, timesteps, guidance, dtype):
+    def start(self, call, embeddings, concepts):
         dm = self.dm
-        vec = dm.time_in(timestep_embedding(timesteps, 256).to(dtype))
-        if dm.params.guidance_embed and guidance is not None:
-            vec = vec + dm.guidance_in(timestep_embedding(guidance, 256).to(dtype))
-        if dm.vector_in is not None:
-            zero_pooled = torch.zeros(vec.shape[0], dm.params.vec_in_dim, dtype=dtype, device=vec.device)
-            vec = vec + dm.vector_in(zero_pooled)
-        return vec
+        vec = dm.time_in(timestep_embedding(self.model_timestep(call), 256).to(call.dtype))
+        guidance = call.kwargs.get("guidance")
+        if dm.params.guidance_embed and torch.is_tensor(guidance):
+            guidance = call.take(guidance.to(device=call.device, dtype=call.dtype))
+            vec = vec + dm.guidance_in(timestep_embedding(guidance, 256).to(call.dtype))
+        if dm.vector_in is not None:  # the authors' concept modulation: a zero pooled-text vector
+            vec = vec + dm.vector_in(torch.zeros(vec.shape[0], dm.params.vec_in_dim, dtype=call.dtype, device=vec.device))
+        txt = expand_rows(embeddings.to(device=call.device, dtype=call.dtype), call.batch)
+        if dm.txt_norm is not None:
+            txt = dm.txt_norm(txt)
+        grid = self.grid(call.x.shape)
+        return ConceptStream(dm.txt_in(txt), vec, {"image_tokens": grid[0] * grid[1]})
 
-    def embed(self, embeddings, batch, dtype, device):
-        txt = embeddings.to(device=device, dtype=dtype).unsqueeze(0).expand(batch, -1, -1)
-        if self.dm.txt_norm is not None:
-            txt = self.dm.txt_norm(txt)
-        return self.dm.txt_in(txt)
+    def layout(self, index, block_args, stream):
+        # Text first, then the generated image, then any reference (Kontext) tokens.
+        txt_len = block_args["txt"].shape[1]
+        return JointLayout(txt_len + block_args["img"].shape[1],
+                           slice(txt_len, txt_len + stream.extra["image_tokens"]))
 
-    def concept_qkv(self, index, c, vec, block_args):
+    def concept_qkv(self, index, stream, block_args):
         block = self.dm.double_blocks[index]
-        mod1, mod2 = block.txt_mod(vec)
+        c = stream.c
+        mod1, mod2 = block.txt_mod(stream.vec)
         x = apply_mod(block.txt_norm1(c), 1 + mod1.scale, mod1.shift)
         qkv = block.txt_attn.qkv(x)
         q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k = block.txt_attn.norm(q, k, v)
         pe = block_args.get("pe")
         if pe is not None:
-            # Concepts sit at the text position; Flux.1 text ids are all zero, so token 0's rotation.
+            # Concepts sit at the text position; Flux.1 text ids are all zero, so text token 0's rotation.
             pe_text = pe[:1, :, :1].expand(c.shape[0], -1, c.shape[1], *pe.shape[3:]).contiguous()
             q, k = apply_rope(q, k, pe_text)
         return q, k, v, (mod1, mod2)
 
-    def concept_update(self, index, c, o_c, intermediates):
+    def concept_update(self, index, stream, o_c, intermediates):
         block = self.dm.double_blocks[index]
         mod1, mod2 = intermediates
-        c = c + apply_mod(block.txt_attn.proj(o_c), mod1.gate)
+        c = stream.c + apply_mod(block.txt_attn.proj(o_c), mod1.gate)
         c = c + apply_mod(block.txt_mlp(apply_mod(block.txt_norm2(c), 1 + mod2.scale, mod2.shift)), mod2.gate)
         if c.dtype == torch.float16:
             c = torch.nan_to_num(c, nan=0.0, posinf=65504, neginf=-65504)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import torch
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
 
-from .base import ModelAdapter
+from .base import ConceptStream, JointLayout, ModelAdapter, expand_rows
 
 
 class MMDiTAdapter(ModelAdapter):
-    family = "SD3/SD3.5"
+    family = "SD3 / SD3.5"
+    models = "SD3 Medium, SD3.5 Large, Large Turbo, Medium (MMDiT-X)"
+    default_blocks_text = "all joint blocks"
+    defaults_published = True
 
-    @staticmethod
-    def supports(dm) -> bool:
-        return isinstance(dm, MMDiT)
+    @classmethod
+    def supports(cls, base_model) -> bool:
+        return isinstance(base_model.diffusion_model, MMDiT)
 
-    def __init__(self, dm):
-        super().__init__(dm)
-        self.patch_size = dm.patch_size
+    def __init__(self, base_model):
+        super().__init__(base_model)
+        self.patch_size = self.dm.patch_size
 
     @property
     def num_blocks(self) -> int:
@@ -30,30 +33,32 @@ class MMDiTAdapter(ModelAdapter):
     def text_width(self) -> int:
         return self.dm.context_embedder.in_features
 
-    def concept_vec(self, timesteps, guidance, dtype):
+    def start(self, call, embeddings, concepts):
         dm = self.dm
-        vec = dm.t_embedder(timesteps, dtype=dtype)
-        if dm.y_embedder is not None:
-            zero_pooled = torch.zeros(vec.shape[0], dm.y_embedder.mlp[0].in_features, dtype=dtype, device=vec.device)
+        vec = dm.t_embedder(self.model_timestep(call), dtype=call.dtype)
+        if dm.y_embedder is not None:  # the authors' concept modulation: a zero pooled-text vector
+            zero_pooled = torch.zeros(vec.shape[0], dm.y_embedder.mlp[0].in_features, dtype=call.dtype, device=vec.device)
             vec = vec + dm.y_embedder(zero_pooled)
-        return vec
-
-    def embed(self, embeddings, batch, dtype, device):
-        ctx = embeddings.to(device=device, dtype=dtype).unsqueeze(0).expand(batch, -1, -1)
-        if self.dm.context_processor is not None:
+        ctx = expand_rows(embeddings.to(device=call.device, dtype=call.dtype), call.batch)
+        if dm.context_processor is not None:
             # Each concept is its own one-token "prompt".
-            ctx = self.dm.context_processor(ctx.reshape(-1, 1, ctx.shape[-1])).reshape(ctx.shape)
-        return self.dm.context_embedder(ctx)
+            ctx = dm.context_processor(ctx.reshape(-1, 1, ctx.shape[-1])).reshape(ctx.shape)
+        grid = self.grid(call.x.shape)
+        return ConceptStream(dm.context_embedder(ctx), vec, {"image_tokens": grid[0] * grid[1]})
 
-    def concept_qkv(self, index, c, vec, block_args):
+    def layout(self, index, block_args, stream):
+        txt_len = block_args["txt"].shape[1]  # text first, then the image
+        return JointLayout(txt_len + block_args["img"].shape[1], slice(txt_len, txt_len + stream.extra["image_tokens"]))
+
+    def concept_qkv(self, index, stream, block_args):
         joint = self.dm.joint_blocks[index]
-        (q, k, v), intermediates = joint.context_block.pre_attention(c, vec)
+        (q, k, v), intermediates = joint.context_block.pre_attention(stream.c, stream.vec)
         heads = joint.x_block.attn.num_heads
         q, k, v = (t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
         return q, k, v, intermediates
 
-    def concept_update(self, index, c, o_c, intermediates):
+    def concept_update(self, index, stream, o_c, intermediates):
         block = self.dm.joint_blocks[index].context_block
         if block.pre_only:  # the last SD3 block has no text output weights
-            return c
+            return stream.c
         return block.post_attention(o_c, *intermediates)
