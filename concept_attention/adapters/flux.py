@@ -61,24 +61,36 @@ class FluxAdapter(ModelAdapter):
 
     def concept_qkv(self, index, stream, block_args):
         block = self.dm.double_blocks[index]
-        c = stream.c
         mod1, mod2 = block.txt_mod(stream.vec)
-        x = apply_mod(block.txt_norm1(c), 1 + mod1.scale, mod1.shift)
-        qkv = block.txt_attn.qkv(x)
-        q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k = block.txt_attn.norm(q, k, v)
         pe = block_args.get("pe")
         if pe is not None:
             # Concepts sit at the text position; Flux.1 text ids are all zero, so text token 0's rotation.
-            pe_text = pe[:1, :, :1].expand(c.shape[0], -1, c.shape[1], *pe.shape[3:]).contiguous()
-            q, k = apply_rope(q, k, pe_text)
+            pe = pe[:1, :, :1].expand(stream.c.shape[0], -1, stream.c.shape[1], *pe.shape[3:]).contiguous()
+        q, k, v = double_block_text_qkv(block, stream.c, mod1, pe)
         return q, k, v, (mod1, mod2)
 
     def concept_update(self, index, stream, o_c, intermediates):
-        block = self.dm.double_blocks[index]
-        mod1, mod2 = intermediates
-        c = stream.c + apply_mod(block.txt_attn.proj(o_c), mod1.gate)
-        c = c + apply_mod(block.txt_mlp(apply_mod(block.txt_norm2(c), 1 + mod2.scale, mod2.shift)), mod2.gate)
-        if c.dtype == torch.float16:
-            c = torch.nan_to_num(c, nan=0.0, posinf=65504, neginf=-65504)
-        return c
+        return double_block_text_update(self.dm.double_blocks[index], stream.c, o_c, *intermediates)
+
+
+def double_block_text_qkv(block, c, mod1, pe):
+    """q, k, v [B, H, C, Dh] of tokens `c` through a Flux-style DoubleStreamBlock's text stream (modulation
+    `mod1`, norm, qkv, QK-norm), rotated by `pe` [B, 1, C, Dh/2, 2, 2] (None: no RoPE). Shared by the families
+    built on ComfyUI's Flux blocks."""
+    x = apply_mod(block.txt_norm1(c), 1 + mod1.scale, mod1.shift)
+    qkv = block.txt_attn.qkv(x)
+    q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, block.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k = block.txt_attn.norm(q, k, v)
+    if pe is not None:
+        q, k = apply_rope(q, k, pe)
+    return q, k, v
+
+
+def double_block_text_update(block, c, o_c, mod1, mod2):
+    """Tokens `c` after a Flux-style DoubleStreamBlock's text-stream residual updates, from their attention
+    output `o_c` [B, C, HD]: output projection and gate, then the modulated MLP and gate."""
+    c = c + apply_mod(block.txt_attn.proj(o_c), mod1.gate)
+    c = c + apply_mod(block.txt_mlp(apply_mod(block.txt_norm2(c), 1 + mod2.scale, mod2.shift)), mod2.gate)
+    if c.dtype == torch.float16:
+        c = torch.nan_to_num(c, nan=0.0, posinf=65504, neginf=-65504)
+    return c
