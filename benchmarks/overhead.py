@@ -3,6 +3,7 @@ measured in one process on the same model (random weights: speed does not depend
 
     python benchmarks/overhead.py --preset cpu-mid              # a mid-size Flux on the CPU
     python benchmarks/overhead.py --preset flux-dev --device cuda  # full Flux-dev, 1024x1024, 10 concepts
+    python benchmarks/overhead.py --list                         # every preset (benchmarks/presets/)
 
 Prints one JSON object as its last line.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -18,49 +20,7 @@ from pathlib import Path
 
 import torch
 
-PRESETS = {
-    # Flux.1-dev's architecture (12B parameters).
-    "flux-dev": dict(model=dict(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
-                                hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=19, depth_single_blocks=38,
-                                axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True,
-                                guidance_embed=True),
-                     resolution=1024, steps=20, prompt_tokens=512, repeats=3),
-    # A mid-size Flux that a CPU samples in seconds.
-    "cpu-mid": dict(model=dict(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=1024,
-                               hidden_size=768, mlp_ratio=4.0, num_heads=12, depth=8, depth_single_blocks=16,
-                               axes_dim=[16, 24, 24], theta=10000, patch_size=2, qkv_bias=True,
-                               guidance_embed=True),
-                    resolution=256, steps=4, prompt_tokens=256, repeats=3),
-    # Seconds on any machine: keeps the script itself tested.
-    "tiny": dict(model=dict(in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32, hidden_size=64,
-                            mlp_ratio=4.0, num_heads=2, depth=3, depth_single_blocks=1, axes_dim=[8, 12, 12],
-                            theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True),
-                 resolution=64, steps=2, prompt_tokens=16, repeats=1),
-}
-
-
-def find_comfyui(path: str | None) -> Path:
-    repo = Path(__file__).resolve().parents[1]
-    for candidate in ([Path(path)] if path else []) + [repo.parent.parent, Path.home() / "ComfyUI"]:
-        if (candidate / "comfy" / "model_patcher.py").is_file():
-            return candidate
-    sys.exit("ComfyUI not found: pass --comfyui PATH")
-
-
-def build_model(preset, device, dtype):
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    config = comfy.supported_models.Flux(dict(image_model="flux", txt_ids_dims=[], **preset["model"]))
-    config.set_inference_dtype(dtype, None)
-    with torch.device(device):
-        model = config.get_model({}, device=device)
-    with torch.no_grad():
-        for p in model.diffusion_model.parameters():
-            p.normal_(0, 0.02)
-    model.diffusion_model.to(device=device, dtype=dtype)
-    offload = torch.device("cpu")
-    return comfy.model_patcher.ModelPatcher(model, torch.device(device), offload)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def timed_sample(model, cond, latent, steps, device):
@@ -80,41 +40,52 @@ def timed_sample(model, cond, latent, steps, device):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-mid")
+    parser.add_argument("--preset", default="cpu-mid", help="a preset name (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the presets and exit")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--concepts", type=int, default=10)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--resolution", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--comfyui")
+    parser.add_argument("--comfyui", help="ComfyUI folder (default: COMFYUI_PATH, the ComfyUI holding this pack, "
+                                           "or ~/ComfyUI)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    preset = PRESETS[args.preset]
-    steps = args.steps or preset["steps"]
-    resolution = args.resolution or preset["resolution"]
-    repeats = args.repeats or preset["repeats"]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from presets import all_presets
 
-    comfy_root = find_comfyui(args.comfyui)
-    for path in (str(Path(__file__).resolve().parents[1]), str(comfy_root)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    from comfy.cli_args import args as comfy_args
-    comfy_args.cpu = args.device == "cpu"
+    presets = all_presets()
+    if args.list:
+        for name, p in sorted(presets.items()):
+            print(f"{name}: {p.notes} ({p.resolution}px, {p.steps} steps)")
+        return None
+    if args.preset not in presets:
+        parser.error(f"unknown preset {args.preset!r}; choose one of {', '.join(sorted(presets))}")
+    preset = presets[args.preset]
+    steps = args.steps or preset.steps
+    resolution = args.resolution or preset.resolution
+    repeats = args.repeats or preset.repeats
+
+    if args.comfyui:
+        os.environ["COMFYUI_PATH"] = args.comfyui
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from concept_attention.eval.comfy_host import setup
+
+    setup(cpu=args.device == "cpu")  # the pack's one ComfyUI finder
     from concept_attention import Concepts, attach
     from concept_attention.from_image import maps_from_latent
 
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    model = build_model(preset, args.device, dtype)
+    model = preset.build(args.device, dtype)
     gen = torch.Generator().manual_seed(0)
-    ctx_dim, pooled_dim = preset["model"]["context_in_dim"], preset["model"]["vec_in_dim"]
-    cond = [[torch.randn(1, preset["prompt_tokens"], ctx_dim, generator=gen),
-             {"pooled_output": torch.randn(1, pooled_dim, generator=gen), "guidance": 3.5}]]
+    cond = preset.conditioning(gen)
     concepts = Concepts([f"concept {i}" for i in range(args.concepts)],
-                        torch.randn(args.concepts, ctx_dim, generator=gen))
+                        torch.randn(args.concepts, preset.concept_width, generator=gen))
     patched, recorder = attach(model, concepts)
-    latent = torch.zeros(1, 16, resolution // 8, resolution // 8)
+    latent = preset.latent(resolution)
 
     timed_sample(model, cond, latent, 1, args.device)  # warm-up: load weights, pick kernels
     timed_sample(patched, cond, latent, 1, args.device)
