@@ -10,6 +10,7 @@ blocks are reached (a patch replace, or the attention override) is `hook`; the h
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -164,6 +165,12 @@ class ModelAdapter:
             logits = maps_math.scores(space, v_x=v_x, v_c=v_c)
         stream.c = self.concept_update(index, stream, o_c.to(stream.c.dtype), intermediates)
         return logits
+
+
+def last_quarter(num_blocks: int) -> list[int]:
+    """This pack's default where the authors published none (SPEC.md section 3): the last quarter of the
+    joint blocks, rounded up."""
+    return list(range(num_blocks - math.ceil(num_blocks / 4), num_blocks))
 
 
 def expand_rows(t: torch.Tensor, batch: int) -> torch.Tensor:
