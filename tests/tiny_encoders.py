@@ -55,13 +55,16 @@ def _language_models(encoder) -> list[torch.nn.Module]:
 
 # ---- Qwen3 (Flux.2 Klein, Z-Image), Qwen2.5-VL (Qwen-Image, HunyuanVideo 1.5), Qwen3-VL (Krea 2) ----
 
-def tiny_klein_clip(seed: int = 0, variant: str = "4b"):
+def tiny_klein_clip(seed: int = 0, variant: str = "4b", min_length: int = 64):
     """Flux.2 Klein (`supported_models.Flux2`, Qwen3 4B for "4b", Qwen3 8B for "9b"): KleinTokenizer's chat template
-    padded to 512 tokens, cond = hidden layers 9, 18, 27 side by side: width 3 x 32 = 96 (28 layers)."""
+    padded to `min_length` tokens (ComfyUI pads to 512; the tiny sets less through tokenizer_data's
+    "<name>_min_length", the key ComfyUI reads, to stay fast), cond = hidden layers 9, 18, 27 side by side:
+    width 3 x 32 = 96 (28 layers)."""
     from comfy.text_encoders import flux
 
     name, tokenizer = {"4b": ("qwen3_4b", flux.KleinTokenizer), "9b": ("qwen3_8b", flux.KleinTokenizer8B)}[variant]
-    return tiny_clip(tokenizer, flux.klein_te(model_type=name), {name: {**LLM, "num_hidden_layers": 28}}, seed)
+    return tiny_clip(tokenizer, flux.klein_te(model_type=name), {name: {**LLM, "num_hidden_layers": 28}}, seed,
+                     tokenizer_data={f"{name}_min_length": min_length})
 
 
 def tiny_zimage_clip(seed: int = 0):
