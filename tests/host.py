@@ -46,13 +46,18 @@ def load_pack():
 
 
 def init_weights(module: torch.nn.Module, seed: int) -> None:
-    """ComfyUI's ops leave weights uninitialised: fill them with a seeded, well-scaled random draw."""
+    """ComfyUI's ops leave weights uninitialised: fill them with a seeded, well-scaled random draw.
+
+    Gains of normalisation layers start near 1. That includes the RMS QK-norms of MMDiT (`attn.ln_q/ln_k`,
+    named without 'norm'): at the small scale of a bias they shrink every attention logit ~20x, attention turns
+    uniform and each image token's output is the same average, so the maps come out flat."""
     gen = torch.Generator().manual_seed(seed)
+    norm_gains = {f"{prefix}.weight" for prefix, m in module.named_modules() if "Norm" in type(m).__name__}
     with torch.no_grad():
         for name, p in module.named_parameters():
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) / p.shape[-1] ** 0.5)
-            elif "norm" in name or "scale" in name:
+            elif name in norm_gains or "norm" in name or "scale" in name:
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.05 * torch.randn(p.shape, generator=gen))
