@@ -104,6 +104,21 @@ def tiny_sd3(seed: int = 0, depth: int = 3, self_attn_layers=(0,), context_width
     return patcher
 
 
+VAE_CONFIG = {"params": {"embed_dim": 16, "ddconfig": {
+    "double_z": True, "z_channels": 16, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 32,
+    "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}
+
+
+def tiny_vae(seed: int = 3):
+    """An AutoencoderKL with Flux/SD3's latent layout (16 channels, 8x downscale), random weights."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    model = AutoencoderKL(**VAE_CONFIG["params"])
+    init_weights(model, seed)
+    return comfy.sd.VAE(sd=model.state_dict(), config=VAE_CONFIG)
+
+
 def tiny_flux_clip(seed: int = 1):
     import comfy.sd
     import comfy.supported_models_base

@@ -85,28 +85,10 @@ def server(browser_ready, tmp_path_factory):
         yield url, log_path
 
 
-class ObjectInfoNode:
-    """A node class as the frontend sees it (from /object_info), for workflow_tools."""
-
-    def __init__(self, info):
-        self.info = info
-        self.RETURN_TYPES = info["output"]
-        self.RETURN_NAMES = info.get("output_name") or info["output"]
-        self.OUTPUT_NODE = info.get("output_node", False)
-
-    def INPUT_TYPES(self):  # noqa: N802 (ComfyUI's name)
-        result = {}
-        for category in ("required", "optional"):
-            section = self.info["input"].get(category, {})
-            order = self.info.get("input_order", {}).get(category, list(section))
-            result[category] = {name: section[name] for name in order}
-        return result
-
-
 @pytest.fixture(scope="module")
 def object_info(server):
     url, _ = server
-    return {k: ObjectInfoNode(v) for k, v in comfy_server.get_json(url + "/object_info", timeout=60).items()}
+    return comfy_server.object_info_classes(url)
 
 
 @pytest.fixture(scope="module")
