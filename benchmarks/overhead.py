@@ -4,6 +4,9 @@ measured in one process on the same model (random weights: speed does not depend
     python benchmarks/overhead.py --preset cpu-mid              # a mid-size Flux on the CPU
     python benchmarks/overhead.py --preset flux-dev --device cuda  # full Flux-dev, 1024x1024, 10 concepts
 
+ComfyUI is found as by the pack's scripts (concept_attention/eval/comfy_host.py): COMFYUI_PATH, else the
+ComfyUI whose custom_nodes folder holds this pack, else ~/ComfyUI.
+
 Prints one JSON object as its last line.
 """
 
@@ -37,14 +40,6 @@ PRESETS = {
                             theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True),
                  resolution=64, steps=2, prompt_tokens=16, repeats=1),
 }
-
-
-def find_comfyui(path: str | None) -> Path:
-    repo = Path(__file__).resolve().parents[1]
-    for candidate in ([Path(path)] if path else []) + [repo.parent.parent, Path.home() / "ComfyUI"]:
-        if (candidate / "comfy" / "model_patcher.py").is_file():
-            return candidate
-    sys.exit("ComfyUI not found: pass --comfyui PATH")
 
 
 def build_model(preset, device, dtype):
@@ -87,7 +82,6 @@ def main(argv=None):
     parser.add_argument("--resolution", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--comfyui")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,12 +90,12 @@ def main(argv=None):
     resolution = args.resolution or preset["resolution"]
     repeats = args.repeats or preset["repeats"]
 
-    comfy_root = find_comfyui(args.comfyui)
-    for path in (str(Path(__file__).resolve().parents[1]), str(comfy_root)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    from comfy.cli_args import args as comfy_args
-    comfy_args.cpu = args.device == "cpu"
+    pack_root = str(Path(__file__).resolve().parents[1])
+    if pack_root not in sys.path:
+        sys.path.append(pack_root)  # appended: its nodes/ must not shadow ComfyUI's nodes.py
+    from concept_attention.eval.comfy_host import setup
+
+    setup(cpu=args.device == "cpu")
     from concept_attention import Concepts, attach
     from concept_attention.from_image import maps_from_latent
 
