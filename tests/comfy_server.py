@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import typing
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 import urllib.error
 import urllib.request
 from pathlib import Path

@@ -49,8 +49,8 @@ def init_weights(module: torch.nn.Module, seed: int) -> None:
     """ComfyUI's ops leave weights uninitialised: fill them with a seeded, well-scaled random draw.
 
     Gains of normalisation layers start near 1. That includes the RMS QK-norms of MMDiT (`attn.ln_q/ln_k`,
-    named without 'norm'): at the small scale of a bias they shrink every attention logit ~20x, attention turns
-    uniform and each image token's output is the same average, so the maps come out flat."""
+    named without 'norm'): drawn at a bias's scale (0.05) they shrink every attention logit ~400x, attention
+    turns uniform and each image token's output is the same average, so the maps come out flat."""
     gen = torch.Generator().manual_seed(seed)
     norm_gains = {f"{prefix}.weight" for prefix, m in module.named_modules() if "Norm" in type(m).__name__}
     with torch.no_grad():
