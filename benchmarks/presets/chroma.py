@@ -46,7 +46,8 @@ PRESETS = {
     "chroma": chroma_preset(CHROMA1, False, resolution=1024, steps=20, prompt_tokens=256, repeats=3,
                             notes="Chroma1's architecture (8.9B parameters)"),
     "chroma-radiance": chroma_preset(RADIANCE1, True, resolution=1024, steps=20, prompt_tokens=256, repeats=3,
-                                     notes="Chroma1-Radiance's architecture (9.5B parameters, pixel space, 16-pixel patches)"),
+                                     notes="Chroma1-Radiance's architecture (9.5B parameters, pixel space, "
+                                           "16-pixel patches)"),
     "chroma-cpu-mid": chroma_preset(dict(CHROMA1, context_in_dim=1024, hidden_size=768, num_heads=12, depth=8,
                                          depth_single_blocks=16, axes_dim=[16, 24, 24], out_dim=768,
                                          hidden_dim=1024),
