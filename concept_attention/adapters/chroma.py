@@ -51,6 +51,7 @@ class ChromaAdapter(ModelAdapter):
     models = "Chroma1-HD, Chroma1-Base, Chroma1-Flash and the earlier Chroma releases"
     default_blocks_text = "double blocks 14-18 (the last quarter)"
     defaults_published = False
+    order = 110  # exact types, so only the listing order: after the families the pack began with (Flux.1, SD3)
 
     @classmethod
     def supports(cls, base_model) -> bool:
