@@ -13,6 +13,9 @@ Handle = io.Custom("CONCEPT_ATTENTION")
 Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
 CATEGORY = "mask/concept attention"
 MODELS = "Flux.1 (dev, schnell, Krea, Fill, Kontext) and SD3 / SD3.5 (Medium, Large, Large Turbo)"
+# What people type into the node search when they look for this pack (matched besides the display names).
+SEARCH_ALIASES = ["segment", "segmentation", "mask from text", "text to mask", "attention mask", "concept",
+                  "saliency map"]
 
 
 def concepts_input():

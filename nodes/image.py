@@ -7,8 +7,8 @@ from comfy_api.latest import io
 from ..concept_attention import encode_concepts, parse_concepts
 from ..concept_attention.from_image import maps_from_latent
 from ..concept_attention.selection import parse_index_list
-from .common import (CATEGORY, MODELS, blocks_input, concepts_input, map_node_output, map_outputs, space_input,
-                     token_mode_input)
+from .common import (CATEGORY, MODELS, SEARCH_ALIASES, blocks_input, concepts_input, map_node_output,
+                     map_outputs, space_input, token_mode_input)
 
 
 class ConceptAttentionFromImage(io.ComfyNode):
@@ -18,6 +18,7 @@ class ConceptAttentionFromImage(io.ComfyNode):
             node_id="ConceptAttentionFromImage",
             display_name="Concept Attention from Image",
             category=CATEGORY,
+            search_aliases=SEARCH_ALIASES + ["segment image", "heatmap"],
             description=f"Masks for an existing image: it is encoded, noised to one sigma and passed once per "
                         f"sample through the model, stopping after the last joint block needed. "
                         f"Supports {MODELS}.",

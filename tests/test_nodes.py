@@ -10,6 +10,8 @@ pytestmark = pytest.mark.host
 
 NODE_IDS = {"ConceptAttentionPatch", "ConceptAttentionMasks", "ConceptAttentionFromImage",
             "ConceptAttentionSelectMask"}
+# What people type into ComfyUI's node search to find a pack like this one (issue 8).
+SEARCHES = ("segment", "mask from text", "attention mask", "concept")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,9 @@ def test_schemas_are_complete(pack):
         assert "Flux.1" in schema.description and "SD3" in schema.description
         for item in list(schema.inputs) + list(schema.outputs):
             assert item.tooltip, f"{schema.node_id}.{item.id} has no tooltip"
+        searchable = [schema.display_name.lower()] + [a.lower() for a in schema.search_aliases]
+        for words in SEARCHES:
+            assert any(words in text for text in searchable), f"{schema.node_id} is not found by {words!r}"
 
 
 def test_generation_masks_and_concept_mask(pack, flux, clip):

@@ -3,7 +3,7 @@
 The pack is `git clone`d (HEAD of this repo: only committed files) into a fresh base directory's
 custom_nodes/comfyui-concept-attention, then `main.py --cpu` starts on a free 127.0.0.1 port. Asserts:
 the log shows the pack imported (no import failure, no pyproject parse warning), `/object_info` lists all
-four nodes with their inputs (names, order, types) and outputs, and ComfyUI serves the pack's example
+four nodes with their inputs (names, order, types), outputs and search aliases, and ComfyUI serves the pack's example
 workflows (with thumbnails) through `/api/workflow_templates`.
 """
 
@@ -43,6 +43,7 @@ INPUTS = {
 MAP_OUTPUTS = ["MASK", "IMAGE", "IMAGE", "CONCEPT_ATTENTION_MAPS"]
 OUTPUTS = {"ConceptAttentionPatch": ["MODEL", "CONCEPT_ATTENTION"], "ConceptAttentionMasks": MAP_OUTPUTS,
            "ConceptAttentionFromImage": MAP_OUTPUTS, "ConceptAttentionSelectMask": ["MASK"]}
+SEARCHES = ("segment", "mask from text", "attention mask", "concept")  # what people type into node search
 DISPLAY = {"ConceptAttentionPatch": "Concept Attention", "ConceptAttentionMasks": "Concept Attention Masks",
            "ConceptAttentionFromImage": "Concept Attention from Image",
            "ConceptAttentionSelectMask": "Concept Mask"}
@@ -100,6 +101,9 @@ def test_object_info_lists_the_nodes(server):
         assert node["python_module"] == f"custom_nodes.{wt.PACK_DIR_NAME}"
         assert node["category"].startswith("mask")
         assert node["description"], f"{node_id} has no description"
+        aliases = node.get("search_aliases") or []
+        for words in SEARCHES:  # the frontend's node search matches name, display_name and search_aliases
+            assert any(words in alias.lower() for alias in aliases), f"{node_id}: no search alias for {words!r}"
         for name, spec in (node["input"].get("required") | node["input"].get("optional", {})).items():
             assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
         assert all(node["output_tooltips"]), f"{node_id}: an output has no tooltip"
