@@ -22,7 +22,8 @@ import workflow_tools as wt
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 
 # Inputs in order (name, type, category). Saved UI workflows store widget values by position, so new inputs
-# may only be appended: each node's actual inputs must start with this list.
+# may only be appended: each node's actual inputs must start with this list (and the widgets among them keep
+# their order).
 INPUTS = {
     "ConceptAttentionPatch": [("model", "MODEL", "required"), ("clip", "CLIP", "required"),
                               ("concepts", "STRING", "required"), ("blocks", "STRING", "required"),
@@ -30,12 +31,15 @@ INPUTS = {
                               ("space", "COMBO", "required")],
     "ConceptAttentionMasks": [("concept_attention", "CONCEPT_ATTENTION", "required"),
                               ("latent", "LATENT", "required"), ("image", "IMAGE", "optional")],
+    # vae and image became optional (a LATENT can be mapped instead): they moved behind the required inputs,
+    # which keeps every widget's position; latent was appended.
     "ConceptAttentionFromImage": [("model", "MODEL", "required"), ("clip", "CLIP", "required"),
-                                  ("vae", "VAE", "required"), ("image", "IMAGE", "required"),
                                   ("concepts", "STRING", "required"), ("caption", "STRING", "required"),
                                   ("noise_level", "FLOAT", "required"), ("samples", "INT", "required"),
                                   ("seed", "INT", "required"), ("blocks", "STRING", "required"),
-                                  ("token_mode", "COMBO", "required"), ("space", "COMBO", "required")],
+                                  ("token_mode", "COMBO", "required"), ("space", "COMBO", "required"),
+                                  ("vae", "VAE", "optional"), ("image", "IMAGE", "optional"),
+                                  ("latent", "LATENT", "optional")],
     "ConceptAttentionSelectMask": [("concept_maps", "CONCEPT_ATTENTION_MAPS", "required"),
                                    ("concept", "STRING", "required"), ("mode", "COMBO", "required"),
                                    ("threshold", "FLOAT", "required")],
