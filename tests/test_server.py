@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+from urllib.parse import quote
 
 import pytest
 
@@ -123,7 +124,11 @@ def test_example_workflows_are_served(server):
     assert cloned, "the clone has no workflows/*.json (not committed?)"
     assert sorted(templates.get(wt.PACK_DIR_NAME, [])) == cloned
     for name in cloned:
-        served = json.loads(comfy_server.get(f"{url}/api/workflow_templates/{wt.PACK_DIR_NAME}/{name}.json"))
+        served_at = f"{url}/api/workflow_templates/{wt.PACK_DIR_NAME}/{quote(name)}"
+        served = json.loads(comfy_server.get(served_at + ".json"))
         assert served == json.loads((pack / "workflows" / f"{name}.json").read_text(encoding="utf-8"))
-        thumb = comfy_server.get(f"{url}/api/workflow_templates/{wt.PACK_DIR_NAME}/{name}.jpg")
+        thumb = comfy_server.get(served_at + ".jpg")
         assert thumb[:3] == b"\xff\xd8\xff", f"{name}.jpg (the template browser's thumbnail) is not a JPEG"
+    # The template browser names the category after the folder unless a translation names it (locales/).
+    categories = comfy_server.get_json(url + "/i18n")["en"]["templateWorkflows"]["category"]
+    assert categories[wt.PACK_DIR_NAME] == wt.DISPLAY_NAME
