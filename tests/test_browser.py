@@ -5,9 +5,11 @@ A ComfyUI server runs with this working tree installed (symlink in a temporary c
 workflow, loaded with the frontend's own `app.loadGraphData`: no missing-node / missing-model / error overlay
 or dialog appears and no page error is thrown; every node type is registered in the frontend; the pack's nodes
 render with their widgets (names and values as in the file); and the frontend's own `app.graphToPrompt()`
-gives exactly the API prompt that tests/test_workflows.py validates with ComfyUI. ComfyUI's template browser
-lists the workflows with their thumbnails. A control run shows that a broken workflow does raise the error
-overlay.
+gives exactly the API prompt that tests/test_workflows.py validates with ComfyUI; every node and group is in
+view (on the window, under none of the frontend's own UI) when the file is opened, at the screenshot size and at
+1920x1080, and when it is opened from ComfyUI's template browser, which lists the workflows by title with their
+thumbnails. The node search box finds the pack by what people type. Control runs show that a broken workflow
+does raise the error overlay and that a node under the side toolbar is reported.
 
 Screenshots (cropped to the graph) go to tests/artifacts/screenshots/. With CA_UPDATE_SCREENSHOTS=1 they
 also replace docs/screenshots/<workflow>.png and the thumbnails workflows/<workflow>.png and .jpg.
@@ -316,6 +318,24 @@ def test_template_opens_with_every_node_in_view(page, path):
     page.wait_for_timeout(1000)
     assert visible_errors(page) == [], "the frontend reported errors on load"
     assert hidden_parts(page) == []
+
+
+@pytest.mark.parametrize("words", ["segment", "mask from text", "attention mask", "concept"])
+def test_node_search_finds_the_pack(page, object_info, words):
+    """What people type into the node search box (double-click on the canvas) lists the pack's nodes."""
+    page.evaluate("async () => { await app.extensionManager.command.execute('Workspace.SearchBox.Toggle') }")
+    try:
+        search = page.locator(".p-dialog input").first
+        search.wait_for(timeout=10_000)
+        search.fill(words)
+        names = {object_info[node_id].info["display_name"] for node_id in wt.PACK_NODE_IDS}
+        page.wait_for_function("""(names) => {
+            const lines = new Set(document.querySelector('.p-dialog').innerText.split('\\n').map(l => l.trim()));
+            return names.every(n => lines.has(n));
+        }""", arg=sorted(names), timeout=10_000)
+    finally:
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
 
 
 def test_a_broken_workflow_is_reported(page):
