@@ -30,35 +30,38 @@ def labelled_previews(maps: torch.Tensor, names, image: torch.Tensor | None = No
     return heat, seg
 
 
-def legend_strip(names, colors: torch.Tensor, width: int) -> torch.Tensor:
+def legend_strip(names, colors: torch.Tensor | None, width: int) -> torch.Tensor:
     """[h, width, 3] dark strip with a swatch of colors[i] and names[i] for each concept, left to right,
-    wrapped into as many rows as needed (a name too long for a whole row is cut short with '...')."""
+    wrapped into as many rows as needed (a name too long for a whole row is cut short with '...').
+    colors None: the names alone (captions)."""
     font = _font(width)
     top, bottom = font.getbbox("Ag")[1::2]
     line = bottom - top + 4  # swatch side and text line height
     pad, gap = max(2, line // 3), line
+    swatch = 0 if colors is None else line + pad
     rows, x = [[]], pad
-    for name, color in zip(names, colors):
-        text = _fit(name, font, width - 3 * pad - line)
-        item = line + pad + int(font.getlength(text))
+    for i, name in enumerate(names):
+        text = _fit(name, font, width - 2 * pad - swatch)
+        item = swatch + int(font.getlength(text))
         if rows[-1] and x + item > width - pad:
             rows.append([])
             x = pad
-        rows[-1].append((x, text, color))
+        rows[-1].append((x, text, None if colors is None else colors[i]))
         x += item + gap
     canvas = Image.new("RGB", (width, pad + len(rows) * (line + pad)), STRIP)
     draw = ImageDraw.Draw(canvas)
     for r, row in enumerate(rows):
         y = pad + r * (line + pad)
         for x, text, color in row:
-            rgb = tuple(int(v) for v in (color * 255).round())
-            draw.rectangle([x, y, x + line - 1, y + line - 1], fill=rgb, outline=OUTLINE)
-            draw.text((x + line + pad, y + 2 - top), text, fill=TEXT, font=font)
+            if color is not None:
+                rgb = tuple(int(v) for v in (color * 255).round())
+                draw.rectangle([x, y, x + line - 1, y + line - 1], fill=rgb, outline=OUTLINE)
+            draw.text((x + swatch, y + 2 - top), text, fill=TEXT, font=font)
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0)
 
 
 def _font(width: int):
-    size = max(10, min(32, width // 40))
+    size = max(12, min(32, width // 40))
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow before 10.1 has only the fixed-size bitmap font
