@@ -94,8 +94,7 @@ class QwenImageAdapter(ModelAdapter):
     def concept_qkv(self, index, stream, block_args):
         block = self.dm.transformer_blocks[index]
         attn = block.attn
-        mod1, mod2 = block.txt_mod(stream.vec).chunk(2, dim=-1)
-        x, gate1 = block._modulate(block.txt_norm1(stream.c), mod1)
+        x, gate1, mod2 = text_stream_modulation(block, stream.c, stream.vec)
         b, n = x.shape[:2]
         q, k, v = (proj(x).view(b, n, attn.heads, -1).transpose(1, 2)
                    for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
@@ -105,8 +104,22 @@ class QwenImageAdapter(ModelAdapter):
         return q, k, v, (gate1, mod2)
 
     def concept_update(self, index, stream, o_c, intermediates):
-        block = self.dm.transformer_blocks[index]
-        gate1, mod2 = intermediates
-        c = stream.c + gate1 * block.attn.to_add_out(o_c)
-        x, gate2 = block._modulate(block.txt_norm2(c), mod2)
-        return torch.addcmul(c, gate2, block.txt_mlp(x))
+        return text_stream_update(self.dm.transformer_blocks[index], stream.c, o_c, *intermediates)
+
+
+# Shared by the families whose blocks follow Qwen-Image's text-stream layout (`txt_mod`, `txt_norm1/2`,
+# `_modulate`, `attn.to_add_out`, `txt_mlp`): Qwen-Image and Lens.
+def text_stream_modulation(block, c, vec):
+    """Tokens `c` normed and modulated for the block's text-stream attention, with gate 1 and the
+    modulation of the MLP half, from the modulation input `vec` [B, D]."""
+    mod1, mod2 = block.txt_mod(vec).chunk(2, dim=-1)
+    x, gate1 = block._modulate(block.txt_norm1(c), mod1)
+    return x, gate1, mod2
+
+
+def text_stream_update(block, c, o_c, gate1, mod2):
+    """Tokens `c` after the block's text-stream residual updates, from their attention output `o_c` [B, C, HD]:
+    output projection and gate 1, then the modulated MLP and gate 2."""
+    c = c + gate1 * block.attn.to_add_out(o_c)
+    x, gate2 = block._modulate(block.txt_norm2(c), mod2)
+    return c + gate2 * block.txt_mlp(x)
