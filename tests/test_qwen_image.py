@@ -79,6 +79,22 @@ def test_image_is_bit_identical(models, qwen_concepts, variant):
         assert torch.equal(host.sample(model, pos, neg, x, cfg=cfg), host.sample(patched, pos, neg, x, cfg=cfg))
 
 
+def test_bfloat16_weights(models, qwen_concepts):
+    """Qwen-Image runs in bf16 (ComfyUI's supported dtypes: bf16, fp32): the image stays bit-identical and the
+    maps stay close to the fp32 ones."""
+    from concept_attention import attach
+    bf16 = tiny_qwen_image(seed=0, dtype=torch.bfloat16)
+    pos, neg = prompt(), prompt(seed=1)
+    maps = {}
+    for name, model in (("fp32", models["image"]), ("bf16", bf16)):
+        patched, recorder = attach(model, qwen_concepts, layers=[1, 3])
+        assert torch.equal(host.sample(model, pos, neg, latent(batch=1)), host.sample(patched, pos, neg, latent(batch=1)))
+        maps[name] = recorder.maps()
+    assert maps["bf16"].dtype == torch.float32 and torch.isfinite(maps["bf16"]).all()
+    torch.testing.assert_close(maps["bf16"].sum(1), torch.ones_like(maps["bf16"].sum(1)))
+    assert (maps["bf16"] - maps["fp32"]).abs().max() < 0.15
+
+
 def test_edit_reference_tokens_stay_out_of_the_maps(models, qwen_concepts):
     """Qwen-Image-Edit (2509): reference latents follow the generated image; concepts see only the latter."""
     from concept_attention import attach

@@ -29,16 +29,16 @@ VARIANTS = {
 TEXT_WIDTH = QWEN_IMAGE_CONFIG["joint_attention_dim"]
 
 
-def tiny_qwen_image(seed: int = 0, variant: str = "image", **overrides):
-    """A tiny Qwen-Image family model (see the module docstring for the variants)."""
+def tiny_qwen_image(seed: int = 0, variant: str = "image", dtype=torch.float32, **overrides):
+    """A tiny Qwen-Image family model (see the module docstring for the variants), weights in `dtype`."""
     import comfy.model_patcher
     import comfy.supported_models
 
     config = comfy.supported_models.QwenImage({**QWEN_IMAGE_CONFIG, **VARIANTS[variant], **overrides})
-    config.set_inference_dtype(torch.float32, None)
+    config.set_inference_dtype(dtype, None)
     model = config.get_model({})
     init_weights(model.diffusion_model, seed)
-    model.diffusion_model.to(torch.float32)
+    model.diffusion_model.to(dtype)
     return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
 
 
