@@ -91,7 +91,8 @@ def test_from_image_stops_after_the_last_needed_block(lens, lens_concepts):
     from concept_attention.from_image import maps_from_latent
     dm = lens.model.diffusion_model
     calls = []
-    handles = [b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, b in enumerate(dm.transformer_blocks)]
+    handles = [b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i))
+               for i, b in enumerate(dm.transformer_blocks)]
     try:
         result = maps_from_latent(lens, lens_concepts, latent(batch=1), prompt(), layers=[2])
     finally:

@@ -88,7 +88,8 @@ def test_bfloat16_weights(models, qwen_concepts):
     maps = {}
     for name, model in (("fp32", models["image"]), ("bf16", bf16)):
         patched, recorder = attach(model, qwen_concepts, layers=[1, 3])
-        assert torch.equal(host.sample(model, pos, neg, latent(batch=1)), host.sample(patched, pos, neg, latent(batch=1)))
+        x = latent(batch=1)
+        assert torch.equal(host.sample(model, pos, neg, x), host.sample(patched, pos, neg, x))
         maps[name] = recorder.maps()
     assert maps["bf16"].dtype == torch.float32 and torch.isfinite(maps["bf16"]).all()
     torch.testing.assert_close(maps["bf16"].sum(1), torch.ones_like(maps["bf16"].sum(1)))
@@ -188,7 +189,8 @@ def test_from_image_stops_after_the_last_needed_block(models, qwen_concepts):
     model = models["image"]
     dm = model.model.diffusion_model
     calls = []
-    handles = [b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, b in enumerate(dm.transformer_blocks)]
+    handles = [b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i))
+               for i, b in enumerate(dm.transformer_blocks)]
     try:
         result = maps_from_latent(model, qwen_concepts, latent(batch=1), prompt(), layers=[1], samples=2)
     finally:
@@ -214,8 +216,8 @@ def test_default_blocks_and_errors(models, qwen_concepts):
     with pytest.raises(ConceptAttentionError, match="width 32"):
         attach(models["image"], Concepts(["a"], torch.zeros(1, 7)))
     assert adapter_for(host.tiny_flux()).family == "Flux.1"  # supports() is exact both ways
-    with pytest.raises(ConceptAttentionError, match=r"does not support this model: SDXL.*supported: .*Qwen-Image \(Qwen-Image, "
-                                                    r"Qwen-Image-Edit \(2509, 2511\), Qwen-Image-Layered"):
+    listed = r"supported: .*Qwen-Image \(Qwen-Image, Qwen-Image-Edit \(2509, 2511\), Qwen-Image-Layered"
+    with pytest.raises(ConceptAttentionError, match=r"does not support this model: SDXL.*" + listed):
         attach(tiny_sdxl(), qwen_concepts)
 
 

@@ -23,6 +23,8 @@ Default blocks: the authors published none for this family; this pack's last qua
 
 from __future__ import annotations
 
+import math
+
 import torch
 from comfy.ldm.flux.math import apply_rope1
 from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
@@ -70,11 +72,8 @@ class QwenImageAdapter(ModelAdapter):
                                   call.take(extra_t) if torch.is_tensor(extra_t) else None)
         txt = expand_rows(embeddings.to(device=call.device, dtype=call.dtype), call.batch)
         c = dm.txt_in(dm.txt_norm(txt))
-        grid = self.grid(call.x.shape)
-        tokens = 1
-        for n in grid:
-            tokens *= n
-        return ConceptStream(c, temb, {"image_tokens": tokens, "pe": self._concept_pe(call, c.shape[:2])})
+        image_tokens = math.prod(self.grid(call.x.shape))
+        return ConceptStream(c, temb, {"image_tokens": image_tokens, "pe": self._concept_pe(call, c.shape[:2])})
 
     def _concept_pe(self, call, batch_concepts):
         """RoPE of the first text position, txt_start on all three axes (as `_forward` computes it)."""
