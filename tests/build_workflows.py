@@ -38,6 +38,19 @@ MODEL_URLS = {
     "sd3.5_large_fp8_scaled.safetensors":
         "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/"
         "sd3.5_large_fp8_scaled.safetensors?download=true",
+    "Chroma1-HD-fp8mixed.safetensors":
+        "https://huggingface.co/Comfy-Org/Chroma1-HD_repackaged/resolve/main/split_files/diffusion_models/"
+        "Chroma1-HD-fp8mixed.safetensors",
+    "t5xxl_fp8_e4m3fn_scaled.safetensors":
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn_scaled.safetensors",
+    "qwen_image_edit_2511_bf16.safetensors":
+        "https://huggingface.co/Comfy-Org/Qwen-Image-Edit_ComfyUI/resolve/main/split_files/diffusion_models/"
+        "qwen_image_edit_2511_bf16.safetensors",
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/"
+        "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+    "qwen_image_vae.safetensors":
+        "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
 }
 FOLDER_OF = {name: folder for folder, names in wt.MODEL_FILES.items() for name in names}
 
@@ -245,6 +258,25 @@ def flux_loaders(g: Graph, x, y, unet="flux1-dev.safetensors"):
     return model, clip, vae
 
 
+def single_encoder_loaders(g: Graph, x, y, unet, text_encoder, clip_type, vae):
+    """Load Diffusion Model, Load CLIP (with the `type` ComfyUI's template of the family sets) and Load VAE."""
+    model = g.add("UNETLoader", (x, y), {"unet_name": unet, "weight_dtype": "default"}, size=[320, 82])
+    clip = g.add("CLIPLoader", (x, y + 140), {"clip_name": text_encoder, "type": clip_type, "device": "default"},
+                 size=[320, 106])
+    vae = g.add("VAELoader", (x, y + 310), {"vae_name": vae}, size=[320, 58])
+    return model, clip, vae
+
+
+def model_files(*loaders: Node) -> str:
+    """The note's list of the files these loaders load, by models/ folder, with their download links."""
+    by_folder: dict[str, list[str]] = {}
+    for loader in loaders:
+        for entry in loader.models:
+            by_folder.setdefault(entry["directory"], []).append(f"[{entry['name']}]({entry['url']})")
+    lines = [f"- {folder}/{', '.join(links)}" for folder, links in by_folder.items()]
+    return "\n".join(["**Models** (ComfyUI/models/...)", *lines]) + "\n"
+
+
 def flux_prompt(g: Graph, clip, x, y, text, guidance=3.5, title="Prompt"):
     """CLIPTextEncode -> FluxGuidance (positive) and ConditioningZeroOut (negative), as ComfyUI's Flux
     templates wire them for cfg 1."""
@@ -336,12 +368,22 @@ def masks_from_image() -> Graph:
     g = Graph("Flux - masks of an existing image")
     model, clip, vae = flux_loaders(g, 0, 0)
     image = g.add("LoadImage", (0, 500), {"image": "example.png"}, size=[320, 380])
-    g.note((0, 960), [320, 280], FLUX_FILES + """
+    g.note((0, 960), [320, 280], FLUX_FILES + FROM_IMAGE_NOTE)
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    concept_masks_of_image(g, model, clip, vae, image)
+    return g
+
+
+FROM_IMAGE_NOTE = """
 Load any image, name the concepts to find and describe the image in `caption` (optional). One partial
 forward pass of the model per sample gives the maps; *Concept Mask* picks one concept's mask by name.
 
 For a picture you generated, wire its sampler's LATENT to `latent` instead of the image: no VAE encode.
-""")
+"""
+
+
+def concept_masks_of_image(g: Graph, model, clip, vae, image):
+    """Concept Attention from Image on the drawing, Concept Mask `dress` and the previews, from x=400."""
     fi = g.add("ConceptAttentionFromImage", (400, 0),
                {"concepts": "girl, hair, dress, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
                 "samples": 1, "seed": 0}, size=[400, 420])
@@ -356,9 +398,7 @@ For a picture you generated, wire its sampler's LATENT to `latent` instead of th
     g.link(fi, "heatmaps", heat, "images")
     mask = image_out(g, "MaskPreview", (1300, 0), title="Mask: dress")
     g.link(cm, 0, mask, "mask")
-    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
     g.group("Concept masks", [fi, cm], GROUP_COLORS["concepts"])
-    return g
 
 
 def attention_guided_inpainting() -> Graph:
@@ -529,35 +569,102 @@ and Image Composite Masked pastes the edited pixels back only there.
     edited = image_out(g, "PreviewImage", (860, 450), title="Kontext edit (whole image)", size=(320, 360))
     g.link(dec, 0, edited, "images")
 
-    fi = g.add("ConceptAttentionFromImage", (1240, 0),
-               {"concepts": "girl, dress, hair, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
-                "samples": 1, "seed": 0}, size=[400, 420])
-    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (scaled, "image")):
-        g.link(src, 0, fi, name)
-    cm = g.add("ConceptAttentionSelectMask", (1240, 500), {"concept": "dress", "mode": "argmax",
-                                                           "threshold": 0.5}, size=[400, 130])
-    g.link(fi, "concept_maps", cm, "concept_maps")
-    grow = g.add("GrowMask", (1240, 690), {"expand": 16, "tapered_corners": True}, size=[400, 82])
-    g.link(cm, 0, grow, "mask")
-    feather = g.add("FeatherMask", (1240, 830), {"left": 16, "top": 16, "right": 16, "bottom": 16},
-                    size=[400, 130])
-    g.link(grow, 0, feather, "mask")
-    comp = g.add("ImageCompositeMasked", (1700, 0), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
-    g.link(scaled, 0, comp, "destination")
-    g.link(dec, 0, comp, "source")
-    g.link(feather, 0, comp, "mask")
-    mask_view = image_out(g, "MaskPreview", (1700, 240), title="Edit region", size=(320, 360))
-    g.link(feather, 0, mask_view, "mask")
-    save = image_out(g, "SaveImage", (2080, 0), prefix="concept_attention/kontext_edit")
-    g.link(comp, 0, save, "images")
+    region = confine_to_concept(g, model, clip, vae, scaled, dec, "concept_attention/kontext_edit", x=1240)
     g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
     g.group("Flux Kontext edit", [scaled, enc_img, enc, ref, guid, neg, ks, dec, edited], GROUP_COLORS["edit"])
-    g.group("Region of one concept", [fi, cm, grow, feather], GROUP_COLORS["concepts"])
+    g.group("Region of one concept", region, GROUP_COLORS["concepts"])
+    return g
+
+
+def confine_to_concept(g: Graph, model, clip, vae, original, edited, prefix, x):
+    """Concept Attention from Image maps the original, Concept Mask picks `dress`, Grow and Feather soften it
+    and Image Composite Masked pastes the edited image onto the original inside it. Returns the mask nodes."""
+    fi = g.add("ConceptAttentionFromImage", (x, 0),
+               {"concepts": "girl, dress, hair, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
+                "samples": 1, "seed": 0}, size=[400, 420])
+    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (original, "image")):
+        g.link(src, 0, fi, name)
+    cm = g.add("ConceptAttentionSelectMask", (x, 500), {"concept": "dress", "mode": "argmax", "threshold": 0.5},
+               size=[400, 130])
+    g.link(fi, "concept_maps", cm, "concept_maps")
+    grow = g.add("GrowMask", (x, 690), {"expand": 16, "tapered_corners": True}, size=[400, 82])
+    g.link(cm, 0, grow, "mask")
+    feather = g.add("FeatherMask", (x, 830), {"left": 16, "top": 16, "right": 16, "bottom": 16}, size=[400, 130])
+    g.link(grow, 0, feather, "mask")
+    comp = g.add("ImageCompositeMasked", (x + 460, 0), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(original, 0, comp, "destination")
+    g.link(edited, 0, comp, "source")
+    g.link(feather, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (x + 460, 240), title="Edit region", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+    save = image_out(g, "SaveImage", (x + 840, 0), prefix=prefix)
+    g.link(comp, 0, save, "images")
+    return [fi, cm, grow, feather]
+
+
+def chroma_masks_from_image() -> Graph:
+    g = Graph("Chroma - masks of an image")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "Chroma1-HD-fp8mixed.safetensors",
+                                              "t5xxl_fp8_e4m3fn_scaled.safetensors", "chroma", "ae.safetensors")
+    image = g.add("LoadImage", (0, 470), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 930), [320, 290], model_files(model, clip, vae) + """
+Chroma1-Base, Chroma1-Flash and the earlier Chroma releases work the same. For Chroma1-Radiance (pixel
+space) load `chroma-radiance-x0.safetensors` and pick `pixel_space` in Load VAE.
+""" + FROM_IMAGE_NOTE)
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    concept_masks_of_image(g, model, clip, vae, image)
+    return g
+
+
+def qwen_image_edit_concept() -> Graph:
+    g = Graph("Qwen-Image-Edit - edit one concept")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "qwen_image_edit_2511_bf16.safetensors",
+                                              "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image",
+                                              "qwen_image_vae.safetensors")
+    image = g.add("LoadImage", (0, 470), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 930), [320, 420], model_files(model, clip, vae) + """
+Qwen-Image-Edit 2511 edits from an instruction, but it may change more than you asked for. This workflow
+keeps the edit inside one concept's region: *Concept Attention from Image* (with the same model) maps the
+input, *Concept Mask* picks `dress`, and Image Composite Masked pastes the edited pixels back only there.
+
+Qwen-Image-Edit 2509 works the same with its own file.
+""")
+    scaled = g.add("FluxKontextImageScale", (400, 0), size=[400, 26])
+    g.link(image, 0, scaled, "image")
+    latent = g.add("VAEEncode", (400, 100), size=[400, 46])
+    g.link(scaled, 0, latent, "pixels")
+    g.link(vae, 0, latent, "vae")
+    conditions = []
+    for y, text, title, color, height in ((220, "Change the pink dress to a blue denim dress, keep everything "
+                                                "else unchanged", "Edit instruction", POSITIVE_COLOR, 250),
+                                          (540, "", "Negative", NEGATIVE_COLOR, 220)):
+        enc = g.add("TextEncodeQwenImageEditPlus", (400, y), {"prompt": text}, size=[400, height], title=title,
+                    color=color)
+        g.link(clip, 0, enc, "clip")
+        g.link(scaled, 0, enc, "image1")
+        ref = g.add("ReferenceLatent", (400, 820 + 100 * len(conditions)), size=[400, 46])
+        g.link(enc, 0, ref, "conditioning")
+        g.link(latent, 0, ref, "latent")
+        conditions += [enc, ref]
+    shift = g.add("ModelSamplingAuraFlow", (860, 0), {"shift": 3.1}, size=[320, 58])
+    g.link(model, 0, shift, "model")
+    norm = g.add("CFGNorm", (860, 110), {"strength": 1.0}, size=[320, 58])
+    g.link(shift, 0, norm, "model")
+    ks = ksampler(g, 860, 220, norm, conditions[1], conditions[3], latent, steps=40, cfg=4.0)
+    dec = g.add("VAEDecode", (860, 540), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    edited = image_out(g, "PreviewImage", (860, 640), title="Edit (whole image)", size=(320, 360))
+    g.link(dec, 0, edited, "images")
+    region = confine_to_concept(g, model, clip, vae, scaled, dec, "concept_attention/qwen_image_edit", x=1240)
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("Qwen-Image-Edit", [scaled, latent, *conditions, shift, norm, ks, dec, edited], GROUP_COLORS["edit"])
+    g.group("Region of one concept", region, GROUP_COLORS["concepts"])
     return g
 
 
 WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
-             sd35_generation_masks, kontext_concept_edit]
+             sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept]
 
 
 def main() -> None:

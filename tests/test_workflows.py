@@ -35,6 +35,12 @@ EXPECTED = {  # the file names are the titles ComfyUI's template browser shows
     "Flux Kontext - edit one concept": {"UNETLoader", "FluxKontextImageScale", "ReferenceLatent",
                                         "ConceptAttentionFromImage", "ConceptAttentionSelectMask",
                                         "ImageCompositeMasked"},
+    "Chroma - masks of an image": {"UNETLoader", "CLIPLoader", "VAELoader", "LoadImage", "ConceptAttentionFromImage",
+                                   "ConceptAttentionSelectMask", "MaskPreview"},
+    "Qwen-Image-Edit - edit one concept": {"UNETLoader", "CLIPLoader", "VAELoader", "FluxKontextImageScale",
+                                           "TextEncodeQwenImageEditPlus", "ReferenceLatent", "ModelSamplingAuraFlow",
+                                           "CFGNorm", "KSampler", "ConceptAttentionFromImage",
+                                           "ConceptAttentionSelectMask", "ImageCompositeMasked"},
 }
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]

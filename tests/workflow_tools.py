@@ -33,14 +33,17 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 # The model files the workflows name, per models/ sub-folder (as ComfyUI's own templates name them).
 MODEL_FILES = {
-    "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors"],
-    "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors"],
-    "vae": ["ae.safetensors"],
+    "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
+                         "Chroma1-HD-fp8mixed.safetensors", "qwen_image_edit_2511_bf16.safetensors"],
+    "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
+                      "qwen_2.5_vl_7b_fp8_scaled.safetensors"],
+    "vae": ["ae.safetensors", "qwen_image_vae.safetensors"],
     "checkpoints": ["sd3.5_large_fp8_scaled.safetensors"],
 }
 # Loader node type -> {widget: models/ sub-folder}.
 LOADER_FOLDERS = {
     "UNETLoader": {"unet_name": "diffusion_models"},
+    "CLIPLoader": {"clip_name": "text_encoders"},
     "DualCLIPLoader": {"clip_name1": "text_encoders", "clip_name2": "text_encoders"},
     "VAELoader": {"vae_name": "vae"},
     "CheckpointLoaderSimple": {"ckpt_name": "checkpoints"},

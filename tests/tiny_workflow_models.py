@@ -1,0 +1,132 @@
+"""Tiny stand-ins for the model files the example workflows load, for running them end to end on a CPU.
+
+`tiny_model(node_type, widgets)` gives what a loader node of the workflow returns (a tuple, like the node's own
+function), built from the file name and CLIP type in its widgets: the families' tiny models (tests/host.py,
+tests/tiny_<family>.py), their tiny text encoders (tests/tiny_encoders.py) and the tiny VAEs below. A file a
+workflow names without a tiny stand-in here is an error that names it.
+
+The VAEs are `comfy.sd.VAE`s made from a state dict as VAE Loader makes them: ComfyUI detects the kind of VAE by
+its keys and sets its latent layout, compression and channel count; the widths it reads from the state dict are
+shrunk, the rest is the real architecture, with seeded random weights.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+import host
+
+
+def _vae_from(module: torch.nn.Module, seed: int):
+    import comfy.sd
+
+    host.init_weights(module, seed)
+    return comfy.sd.VAE(sd=module.state_dict())
+
+
+def tiny_wan21_vae(seed: int = 3, dim: int = 8):
+    """The Wan 2.1 VAE (Qwen-Image): 16 latent channels, 8x spatial and causal 4x temporal compression, 5-D
+    latents; its base width `dim` (96 in the released file) is read from `decoder.head.0.gamma`."""
+    from comfy.ldm.wan.vae import WanVAE
+
+    return _vae_from(WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                            temperal_downsample=[False, True, True]), seed)
+
+
+def tiny_flux2_vae(seed: int = 3, decoder_width: int = 32):
+    """The Flux.2 VAE: an AutoencoderKL with 32 latent channels whose latent is patchified 2x2 and batch-normed
+    (`bn.running_mean` marks it), so the model sees 128 channels at 16x compression. ComfyUI fixes the encoder's
+    width (128) and reads the decoder's from `decoder.conv_in.weight`; `decoder_width` shrinks only that."""
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    ddconfig = {"double_z": True, "z_channels": 32, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0,
+                "batch_norm_latent": True}
+    return _vae_from(AutoencoderKL(ddconfig=ddconfig, embed_dim=32, decoder_ddconfig={**ddconfig, "ch": decoder_width}),
+                     seed)
+
+
+def tiny_qwen_image_edit_clip(seed: int = 0):
+    """The tiny Qwen2.5-VL encoder of Qwen-Image (tests/tiny_encoders.py) with a working vision tower, for
+    TextEncodeQwenImageEditPlus, which shows the model the input image: ComfyUI builds the tower at the released
+    width (1280, 32 blocks) whatever the language model's size, so it is rebuilt here from the same class at
+    width 32, 2 blocks, with the released patch, merge and window sizes."""
+    import comfy.ops
+    from comfy.text_encoders.qwen_vl import Qwen2VLVisionTransformer
+
+    from tiny_encoders import tiny_qwen_image_clip
+
+    clip = tiny_qwen_image_clip(seed)
+    language_model = clip.cond_stage_model.qwen25_7b.transformer
+    width = language_model.model.embed_tokens.weight.shape[1]
+    dtype = language_model.model.embed_tokens.weight.dtype
+    language_model.visual = Qwen2VLVisionTransformer(hidden_size=32, output_hidden_size=width, intermediate_size=64,
+                                                     num_heads=2, num_layers=2, dtype=dtype, ops=comfy.ops.manual_cast)
+    host.init_weights(language_model.visual, seed + 100)
+    return clip
+
+
+def _chroma():
+    from tiny_chroma import tiny_chroma
+    return tiny_chroma(seed=0)
+
+
+def _qwen_image_edit():
+    from tiny_qwen_image import tiny_qwen_image
+    return tiny_qwen_image(seed=0, variant="edit_2511")
+
+
+def _encoder(name):
+    def build():
+        import tiny_encoders
+        return getattr(tiny_encoders, name)(seed=1)
+    return build
+
+
+# models/ file name -> tiny diffusion model
+DIFFUSION_MODELS = {
+    "flux1-dev.safetensors": lambda: host.tiny_flux(seed=0),
+    "flux1-dev-kontext_fp8_scaled.safetensors": lambda: host.tiny_flux(seed=0),
+    "Chroma1-HD-fp8mixed.safetensors": _chroma,
+    "qwen_image_edit_2511_bf16.safetensors": _qwen_image_edit,
+}
+# CLIPLoader / DualCLIPLoader type -> tiny text encoder (the type picks the encoder in ComfyUI as well)
+TEXT_ENCODERS = {
+    "flux": lambda: host.tiny_flux_clip(seed=1),
+    "chroma": _encoder("tiny_chroma_clip"),
+    "qwen_image": tiny_qwen_image_edit_clip,
+}
+VAES = {
+    "ae.safetensors": host.tiny_vae,
+    "qwen_image_vae.safetensors": tiny_wan21_vae,
+}
+CHECKPOINTS = {
+    "sd3.5_large_fp8_scaled.safetensors": lambda: (host.tiny_sd3(seed=0), host.tiny_sd3_clip(seed=2),
+                                                   host.tiny_vae()),
+}
+
+
+@functools.cache
+def _build(table: str, key: str) -> tuple:
+    """One instance per stand-in and process: workflows that load the same file share it, as ComfyUI's cache
+    shares a loader's output."""
+    builders = {"diffusion model": DIFFUSION_MODELS, "text encoder type": TEXT_ENCODERS, "VAE": VAES,
+                "checkpoint": CHECKPOINTS}[table]
+    if key not in builders:
+        raise KeyError(f"no tiny stand-in for the {table} {key!r}: add one to tests/tiny_workflow_models.py")
+    result = builders[key]()
+    return result if isinstance(result, tuple) else (result,)
+
+
+# Loader node type -> (what it loads, the widget that names it)
+LOADERS = {"UNETLoader": ("diffusion model", "unet_name"), "CLIPLoader": ("text encoder type", "type"),
+           "DualCLIPLoader": ("text encoder type", "type"), "VAELoader": ("VAE", "vae_name"),
+           "CheckpointLoaderSimple": ("checkpoint", "ckpt_name")}
+
+
+def tiny_model(node_type: str, widgets: dict) -> tuple:
+    """What the loader `node_type` returns for these widget values, with tiny stand-ins."""
+    table, widget = LOADERS[node_type]
+    return _build(table, widgets[widget])
