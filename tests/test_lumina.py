@@ -14,6 +14,15 @@ pytestmark = pytest.mark.host
 LAYER_COUNT = 4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: a second intra-op thread only waits on a busy machine (it made the module 5x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def z_image():
     return tiny_lumina.tiny_z_image(seed=0)
@@ -45,10 +54,13 @@ def latent(name, batch=2, seed=3):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
+BATCHED_CFG = ("lumina2", "newbie")  # negative prompt as long as the positive: one batched call for both
+
+
 def prompts(name, **extra):
     pooled = name == "newbie"
     return (tiny_lumina.conditioning(7, seed=0, pooled=pooled, **extra),
-            tiny_lumina.conditioning(5, seed=1, pooled=pooled, **extra))
+            tiny_lumina.conditioning(7 if name in BATCHED_CFG else 5, seed=1, pooled=pooled, **extra))
 
 
 def recorded_run(model, patched, name, cfg, steps=3, **extra):
@@ -98,6 +110,8 @@ def test_maps_equal_the_masked_forward(request, concepts, name, cfg, layers):
     model = request.getfixturevalue(name)
     patched, recorder = attach(model, concepts, layers=layers)
     _, calls = recorded_run(model, patched, name, cfg)
+    rows_per_call = {len(call["cond_or_uncond"]) for call in calls}
+    assert rows_per_call == ({2} if cfg > 1 and name in BATCHED_CFG else {1})
     maps = recorder.maps()
     assert maps.shape == (2, 3, 4, 5)
     torch.testing.assert_close(maps, expected(model, calls, concepts, layers or [3]), rtol=1e-4, atol=1e-5)
@@ -114,6 +128,18 @@ def test_image_is_bit_identical(request, concepts, name, cfg):
     patched, _ = attach(model, concepts, layers=[0, 1, 2, 3])
     image = host.sample(model, *prompts(name), latent(name), cfg=cfg)
     assert torch.equal(host.sample(patched, *prompts(name), latent(name), cfg=cfg), image)
+
+
+def test_bfloat16_model(concepts, z_image_run):
+    """A bf16 Z-Image (as ComfyUI runs it on GPUs) with the same weights: finite maps close to the fp32 ones."""
+    from concept_attention import attach
+    model = tiny_lumina.tiny_z_image(seed=0, dtype=torch.bfloat16)
+    patched, recorder = attach(model, concepts, layers=[1, 3])
+    host.sample(patched, *prompts("z_image"), latent("z_image"), cfg=3.0)
+    maps = recorder.maps()
+    assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
+    torch.testing.assert_close(maps.sum(1), torch.ones_like(maps.sum(1)))
+    assert (maps - z_image_run[0]).abs().max() < 0.15
 
 
 def test_padding_rows_are_neither_image_nor_concept(z_image, concepts, z_image_run):

@@ -35,21 +35,21 @@ Z_IMAGE_PIXEL = dict(Z_IMAGE, image_model="zimage_pixel", patch_size=4, in_chann
                      decoder_hidden_size=32, decoder_num_res_blocks=1, decoder_max_freqs=4)
 
 
-def _build(config_class: str, config: dict, seed: int):
+def _build(config_class: str, config: dict, seed: int, dtype=torch.float32):
     import comfy.model_patcher
     import comfy.supported_models
 
     model_config = getattr(comfy.supported_models, config_class)(dict(config))
-    model_config.set_inference_dtype(torch.float32, None)
+    model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model({})
     host.init_weights(model.diffusion_model, seed)
-    model.diffusion_model.to(torch.float32)
+    model.diffusion_model.to(dtype)
     return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
 
 
-def tiny_z_image(seed: int = 0):
+def tiny_z_image(seed: int = 0, dtype=torch.float32):
     """Z-Image (Turbo) in miniature: 4 joint layers of width 256, 4 heads, padding to multiples of 32."""
-    return _build("ZImage", Z_IMAGE, seed)
+    return _build("ZImage", Z_IMAGE, seed, dtype)
 
 
 def tiny_lumina2(seed: int = 0):

@@ -113,7 +113,8 @@ class NextDiTAdapter(ModelAdapter):
         k = attn.k_norm(k.view(batch, count, attn.n_local_kv_heads, attn.head_dim))
         v = v.view(batch, count, attn.n_local_kv_heads, attn.head_dim)
         q, k = apply_rope(q, k, stream.extra["rope"])
-        k, v = (t.repeat_interleave(attn.n_rep, dim=2) for t in (k, v))  # grouped-query heads, as the layer does
+        if attn.n_rep > 1:  # grouped-query attention: each key/value head serves n_rep query heads, as in the layer
+            k, v = (t.repeat_interleave(attn.n_rep, dim=2) for t in (k, v))
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), (gate_msa, scale_mlp, gate_mlp)
 
     def concept_update(self, index, stream, o_c, intermediates):
