@@ -42,8 +42,8 @@ class LayerInputs(reference.BlockInputs):
 # ---------- the joint sequence's rows, derived from the call ----------
 def joint_rows(dm, call):
     """Row ranges of the joint sequence in NextDiT's order: the captions (reference captions first; each a
-    multiple of 32 rows with padding on Z-Image), then the reference images, then the generated image (real tokens,
-    then its padding)."""
+    multiple of 32 rows with padding on Z-Image), then in omni mode the SigLIP rows (here only padding: one block per
+    image) and the reference images, then the generated image (real tokens, then its padding)."""
     multiple = dm.pad_tokens_multiple
 
     def padded(n):
@@ -55,13 +55,14 @@ def joint_rows(dm, call):
     ref_captions = [multiple] * len(call["refs"])  # no reference caption given: one block of caption padding each
     caption = call["context"].shape[1]
     ref_images = [padded(tokens(r.shape[-2:])) for r in call["refs"]]
+    siglip = multiple * (len(call["refs"]) + 1) if call["refs"] and dm.siglip_embedder is not None else 0
     image = tokens(call["latent_hw"])
     caption_start = sum(ref_captions)
-    image_start = caption_start + padded(caption) + sum(ref_images)
+    image_start = caption_start + padded(caption) + siglip + sum(ref_images)
     return {
         "caption": (caption_start, caption_start + caption),
         "caption_padding": (caption_start + caption, caption_start + padded(caption)),
-        "reference_images": (caption_start + padded(caption), image_start),
+        "references": (caption_start + padded(caption), image_start),  # SigLIP rows and reference images
         "image": (image_start, image_start + image),
         "image_padding": (image_start + image, image_start + padded(image)),
         "length": image_start + padded(image),
@@ -161,8 +162,8 @@ def nextdit_reference(dm, call, embeddings, blocks, *, position=1.0, zero_pooled
     """Saliency per recorded layer for one model call: {layer: [B, N, C]} over all rows of the call.
 
     position: the concepts' text position (axis 0). zero_pooled=False gives NewBie's concepts the prompt's pooled
-    text; padding_keys / reference_keys let the concepts also see the padding rows / the reference images (the
-    variants the tests show to differ)."""
+    text; padding_keys / reference_keys let the concepts also see the padding rows / the omni reference rows
+    (the variants the tests show to differ)."""
     rows = joint_rows(dm, call)
     batch = call["t"].shape[0]
     pooled = call["pooled"]
@@ -191,7 +192,7 @@ def nextdit_reference(dm, call, embeddings, blocks, *, position=1.0, zero_pooled
         allowed = torch.zeros(length + count, length + count, dtype=torch.bool)
         allowed[:length, :length] = True                   # the model's rows never see the concepts
         keys = [rows["image"]] + ([rows["caption_padding"], rows["image_padding"]] if padding_keys else []) \
-            + ([rows["reference_images"]] if reference_keys else [])
+            + ([rows["references"]] if reference_keys else [])
         for key in keys:
             allowed[length:, slice(*key)] = True           # concepts: the generated image's tokens
         allowed[length:, length:] = True                   # ... and the concepts

@@ -29,6 +29,11 @@ def z_image():
 
 
 @pytest.fixture(scope="module")
+def z_image_omni():
+    return tiny_lumina.tiny_z_image_omni(seed=4)
+
+
+@pytest.fixture(scope="module")
 def lumina2():
     return tiny_lumina.tiny_lumina2(seed=1)
 
@@ -87,16 +92,17 @@ def expected(model, calls, concepts, layers, **options):
     return reference_lumina.expected_maps(model.model.diffusion_model, calls, concepts.embeddings, layers, **options)
 
 
-def test_models_are_what_the_tests_claim(z_image, lumina2, newbie, z_image_pixel):
+def test_models_are_what_the_tests_claim(z_image, z_image_omni, lumina2, newbie, z_image_pixel):
     from comfy.ldm.lumina.model import NextDiTPixelSpace
     from concept_attention.adapters import adapter_for
     from concept_attention.adapters.lumina import NextDiTAdapter
 
-    for model in (z_image, lumina2, newbie, z_image_pixel):
+    for model in (z_image, z_image_omni, lumina2, newbie, z_image_pixel):
         adapter = adapter_for(model)
         assert type(adapter) is NextDiTAdapter
         assert adapter.num_blocks == LAYER_COUNT and adapter.default_blocks() == [3]  # the last quarter
     assert type(z_image.model).__name__ == "Lumina2" and z_image.model.diffusion_model.pad_tokens_multiple == 32
+    assert z_image_omni.model.diffusion_model.siglip_embedder is not None
     assert lumina2.model.diffusion_model.layers[0].attention.n_rep == 2  # grouped-query attention
     assert newbie.model.diffusion_model.clip_text_pooled_proj is not None
     assert type(z_image_pixel.model.diffusion_model) is NextDiTPixelSpace
@@ -170,20 +176,23 @@ def test_concepts_use_a_zero_pooled_vector(newbie, concepts):
     torch.testing.assert_close(recorder.maps(), expected(newbie, calls, concepts, [1, 3]), rtol=1e-4, atol=1e-5)
 
 
-def test_reference_images_stay_out_of_the_maps(z_image, concepts):
-    """Omni mode: a reference latent adds its caption padding and image rows before the generated image."""
+@pytest.mark.parametrize("name,length", [("z_image", 128), ("z_image_omni", 192)])
+def test_reference_images_stay_out_of_the_maps(request, concepts, name, length):
+    """Omni mode: a reference latent adds its caption padding and image rows (and, with SigLIP inputs, SigLIP
+    padding rows for both images) before the generated image."""
     from concept_attention import attach
+    model = request.getfixturevalue(name)
     ref = torch.randn(1, 16, 4, 6, generator=torch.Generator().manual_seed(9))
     extra = {"reference_latents": [ref]}
-    image = host.sample(z_image, *prompts("z_image", **extra), latent("z_image"), cfg=3.0)
-    patched, recorder = attach(z_image, concepts, layers=[1, 3])
-    out, calls = recorded_run(z_image, patched, "z_image", cfg=3.0, **extra)
+    image = host.sample(model, *prompts(name, **extra), latent(name), cfg=3.0)
+    patched, recorder = attach(model, concepts, layers=[1, 3])
+    out, calls = recorded_run(model, patched, name, cfg=3.0, **extra)
     assert torch.equal(out, image)
-    assert calls[0]["blocks"][0]["x"].shape[1] == 128  # reference caption, caption, reference image, image
+    assert calls[0]["blocks"][0]["x"].shape[1] == length  # 32 rows each: captions, (SigLIP x2), images
     maps = recorder.maps()
     assert maps.shape == (2, 3, 4, 5)
-    torch.testing.assert_close(maps, expected(z_image, calls, concepts, [1, 3]), rtol=1e-4, atol=1e-5)
-    with_reference_keys = expected(z_image, calls, concepts, [1, 3], reference_keys=True)
+    torch.testing.assert_close(maps, expected(model, calls, concepts, [1, 3]), rtol=1e-4, atol=1e-5)
+    with_reference_keys = expected(model, calls, concepts, [1, 3], reference_keys=True)
     assert not torch.allclose(maps, with_reference_keys, atol=1e-3), "concepts must not see the reference image"
 
 

@@ -1,4 +1,4 @@
-"""Tiny NextDiT models (Z-Image, Lumina 2, NewBie, Z-Image pixel space) built through ComfyUI's own model config
+"""Tiny NextDiT models (Z-Image, Z-Image omni, Lumina 2, NewBie, Z-Image pixel space) built through ComfyUI's own model config
 classes (`comfy.supported_models.ZImage / Lumina2 / ZImagePixelSpace`), random seeded weights, fp32 on the CPU.
 
 Each builds in well under a second and samples a 64x80 image in a fraction of one; they take text features of
@@ -22,6 +22,9 @@ _COMMON = dict(image_model="lumina2", patch_size=2, in_channels=16, n_layers=4, 
 Z_IMAGE = dict(_COMMON, dim=256, n_heads=4, n_kv_heads=4, axes_dims=[16, 24, 24], axes_lens=[1536, 512, 512],
                rope_theta=256.0, ffn_dim_multiplier=8.0 / 3.0, z_image_modulation=True, time_scale=1000.0,
                pad_tokens_multiple=32)
+
+# Z-Image omni (the base model that takes reference images): SigLIP image features of width 16.
+Z_IMAGE_OMNI = dict(Z_IMAGE, siglip_feat_dim=16)
 
 # Lumina 2's layout (SiLU + linear modulation, grouped-query attention: 4 query heads share 2 key/value heads).
 LUMINA2 = dict(_COMMON, dim=64, n_heads=4, n_kv_heads=2, axes_dims=[4, 6, 6], axes_lens=[300, 512, 512],
@@ -50,6 +53,12 @@ def _build(config_class: str, config: dict, seed: int, dtype=torch.float32):
 def tiny_z_image(seed: int = 0, dtype=torch.float32):
     """Z-Image (Turbo) in miniature: 4 joint layers of width 256, 4 heads, padding to multiples of 32."""
     return _build("ZImage", Z_IMAGE, seed, dtype)
+
+
+def tiny_z_image_omni(seed: int = 0):
+    """Tiny Z-Image with SigLIP inputs: with reference latents it runs NextDiT's omni layout (SigLIP padding rows
+    and the reference images before the generated image)."""
+    return _build("ZImage", Z_IMAGE_OMNI, seed)
 
 
 def tiny_lumina2(seed: int = 0):
