@@ -254,3 +254,24 @@ def test_unsupported_model_and_bad_input_are_clear_errors(z_image, concepts):
         attach(z_image, concepts, layers=[1, 4])
     with pytest.raises(ConceptAttentionError, match=r"7 wide but Z-Image / Lumina 2 \(Lumina2\).*width 32"):
         attach(z_image, Concepts(["a"], torch.zeros(1, 7)))
+
+
+def test_concepts_through_the_z_image_text_encoder(z_image):
+    """encode_concepts with ComfyUI's Z-Image text encoder (a tiny Qwen3 behind the real chat template), the
+    prompt encoded by it too: the maps equal the masked forward."""
+    tiny_encoders = pytest.importorskip("tiny_encoders", reason="tests/tiny_encoders.py comes with branch encoders")
+    from concept_attention import attach, encode_concepts
+    clip = tiny_encoders.tiny_zimage_clip(seed=0)
+    concepts = encode_concepts(clip, ["cat", "sofa", "window"])
+    assert concepts.embeddings.shape == (3, tiny_lumina.TEXT_WIDTH)
+    patched, recorder = attach(z_image, concepts, layers=[1, 3])
+    dm = z_image.model.diffusion_model
+    inputs = reference_lumina.LayerInputs(dm)
+    try:
+        host.sample(patched, host.conditioning(clip, "a cat on a sofa by the window"), host.conditioning(clip, ""),
+                    latent("z_image"), cfg=3.0)
+    finally:
+        inputs.remove()
+    maps = recorder.maps()
+    torch.testing.assert_close(maps, expected(z_image, inputs.calls, concepts, [1, 3]), rtol=1e-4, atol=1e-5)
+    assert maps.std(dim=(2, 3)).min() > 1e-3, "the maps vary across tokens"

@@ -46,7 +46,7 @@ class NextDiTAdapter(ModelAdapter):
     family = "Z-Image / Lumina 2"
     models = ("Z-Image, Z-Image Turbo, Z-Image pixel space, Lumina 2, NewBie; with reference images (omni mode) "
               "only the generated image is mapped")
-    default_blocks_text = "the last quarter of the joint layers (Z-Image: 22-29)"
+    default_blocks_text = "the last quarter of the joint layers (Z-Image: 22-29 of 30)"
     hook = ATTENTION
 
     @classmethod
