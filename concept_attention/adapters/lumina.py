@@ -12,8 +12,9 @@ this pack's rules, each with its reason:
 - Modulation: the caption tokens' modulation, built from the timestep (`t_embedder` of 1 - t, NextDiT._forward):
   scale-only norms and tanh gates from each layer's `adaLN_modulation`. In omni mode the caption of the generated
   image is modulated with the real timestep (its `timestep_zero_index`), and so are the concepts. NewBie adds the
-  prompt's pooled text (`clip_text_pooled_proj`, `time_text_embed`): concepts get a zero pooled vector there, as
-  the authors give Flux's concepts (SPEC.md section 1); the image and the prompt keep the real one.
+  prompt's pooled text (`clip_text_pooled_proj`, `time_text_embed`): concepts get a zero pooled text vector through
+  that projection, as the authors give Flux's concepts a zero pooled vector through `vector_in` (SPEC.md section 1);
+  the image and the prompt keep the real one.
 - Joint layers: the concept tokens pass each layer's own modules exactly as caption tokens do
   (JointTransformerBlock.forward, JointAttention.forward): attention_norm1 and scale, qkv, QK-norm, RoPE, the
   key/value heads repeated for grouped-query attention, output projection, attention_norm2 and gate, ffn_norm1
