@@ -207,8 +207,9 @@ def sd3_reference(dm, call, embeddings, blocks):
     return out
 
 
-def expected_maps(calls, per_call, blocks, steps=None):
-    """Mean over recorded blocks and schedule steps of the cond rows' saliency, as [B, C, h, w].
+def expected_maps(calls, per_call, blocks, steps=None, patch=2):
+    """Mean over recorded blocks and schedule steps of the cond rows' saliency, as [B, C, h, w] (h, w: the latent
+    grid in patches of `patch` x `patch`).
 
     A step counts once (the first model call at that sigma); calls at sigmas off the schedule do not count."""
     total, count, grid, seen = None, 0, None, set()
@@ -232,6 +233,6 @@ def expected_maps(calls, per_call, blocks, steps=None):
                 total = s if total is None else total + s
                 count += 1
         hw = call["x_hw"]
-        grid = ((hw[0] + 1) // 2, (hw[1] + 1) // 2)
+        grid = ((hw[0] + patch - 1) // patch, (hw[1] + patch - 1) // patch)
     maps = total / count
     return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *grid)
