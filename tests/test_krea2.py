@@ -192,8 +192,8 @@ def test_clear_errors(krea2, concepts):
                 num_head_channels=16, transformer_depth_output=[1, 1], use_temporal_attention=False,
                 use_temporal_resblock=False)
     sd15 = ModelPatcher(comfy.supported_models.SD15(unet).get_model({}), torch.device("cpu"), torch.device("cpu"))
-    with pytest.raises(ConceptAttentionError,
-                       match=r"does not support this model: Stable Diffusion 1.5 .*supported: .*Krea 2 \(Krea 2 \(K2\)\)"):
+    unsupported = r"does not support this model: Stable Diffusion 1.5 .*supported: .*Krea 2 \(Krea 2 \(K2\)\)"
+    with pytest.raises(ConceptAttentionError, match=unsupported):
         attach(sd15, concepts)
     with pytest.raises(ConceptAttentionError, match=r"Block index 4 is out of range.*valid indices are 0-3"):
         attach(krea2, concepts, layers=[4])
