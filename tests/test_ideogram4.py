@@ -47,12 +47,14 @@ def reference_maps(model, calls, concepts, layers, positions=(3, 3, 3)):
 
 def test_model_is_what_the_test_claims(ideogram4):
     from concept_attention.adapters import adapter_for
+    from concept_attention.adapters.base import last_quarter
     from concept_attention.adapters.ideogram4 import Ideogram4Adapter
 
     dm = ideogram4.model.diffusion_model
     assert type(ideogram4.model).__name__ == "Ideogram4" and len(dm.layers) == 4 and dm.head_dim == 32
     adapter = adapter_for(ideogram4)
     assert type(adapter) is Ideogram4Adapter and adapter.default_blocks() == [3] and adapter.text_width == 48
+    assert last_quarter(34) == list(range(25, 34)) and "25-33 of 34" in Ideogram4Adapter.default_blocks_text
     assert adapter.grid((1, 128, 4, 5)) == (4, 5) and adapter.pixels_per_token() == 16
 
 

@@ -44,6 +44,7 @@ def reference_maps(model, calls, concepts, blocks, **kw):
 
 def test_model_is_what_the_test_claims(krea2):
     from concept_attention.adapters import adapter_for
+    from concept_attention.adapters.base import last_quarter
     from concept_attention.adapters.krea2 import Krea2Adapter
 
     dm = krea2.model.diffusion_model
@@ -51,7 +52,8 @@ def test_model_is_what_the_test_claims(krea2):
     assert len(dm.blocks) == 4 and dm.blocks[0].attn.kvheads < dm.blocks[0].attn.heads  # grouped-query attention
     adapter = adapter_for(krea2)
     assert type(adapter) is Krea2Adapter
-    assert adapter.default_blocks() == [3]  # the last quarter of 4 blocks; of the real 28: 21-27
+    assert adapter.default_blocks() == [3]  # the last quarter of 4 blocks
+    assert last_quarter(28) == list(range(21, 28)) and "21-27 of 28" in Krea2Adapter.default_blocks_text
     assert adapter.text_width == 3 * 32
 
 

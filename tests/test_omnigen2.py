@@ -47,6 +47,7 @@ def reference_maps(model, calls, concepts, layers, position=(4, 4, 4)):
 
 def test_model_is_what_the_test_claims(omnigen2):
     from concept_attention.adapters import adapter_for
+    from concept_attention.adapters.base import last_quarter
     from concept_attention.adapters.omnigen2 import OmniGen2Adapter
 
     dm = omnigen2.model.diffusion_model
@@ -54,6 +55,7 @@ def test_model_is_what_the_test_claims(omnigen2):
     assert dm.layers[0].attn.kv_heads < dm.layers[0].attn.heads  # grouped-query attention
     adapter = adapter_for(omnigen2)
     assert type(adapter) is OmniGen2Adapter and adapter.default_blocks() == [3] and adapter.text_width == 48
+    assert last_quarter(32) == list(range(24, 32)) and "24-31 of 32" in OmniGen2Adapter.default_blocks_text
 
 
 @pytest.mark.parametrize("cfg,layers", [(1.0, [1, 3]), (3.0, [0, 2]), (3.0, None)])

@@ -20,7 +20,7 @@ tokens through shared layers. No implementation by the paper's authors exists fo
   attention call returns it (SPEC.md section 3).
 - Hooking: the layers are called without a patch-replace hook and without `transformer_options["block_index"]`;
   every attention call of the model is a layer's joint attention, so layers are matched by call order.
-- Default blocks: single-stream only, so the pack's rule: the last quarter of all layers (26-33 of the 34);
+- Default blocks: single-stream only, so the pack's rule: the last quarter of all layers (25-33 of the 34);
   the paper's authors published nothing for this model.
 - The unconditional pass without any prompt (`_run_image_only`) is never recorded: maps come from positive
   prompts only.
@@ -39,7 +39,7 @@ from .base import ATTENTION, ConceptStream, JointLayout, ModelAdapter, expand_ro
 class Ideogram4Adapter(ModelAdapter):
     family = "Ideogram 4"
     models = "Ideogram 4"
-    default_blocks_text = "the last quarter of the layers (26-33 of 34)"
+    default_blocks_text = "the last quarter of the layers (25-33 of 34)"
     defaults_published = False
     hook = ATTENTION
     patch_size = 1  # the Flux.2 latent is patchified already: one token per latent pixel
