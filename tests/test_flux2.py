@@ -1,0 +1,282 @@
+"""attach() on tiny Flux.2 dev / Klein models built through ComfyUI's classes, driven through its samplers,
+against a plainly written masked forward (reference_flux2.py) and against the paper authors' own Flux.2 code."""
+
+import pytest
+import torch
+
+import authors_flux2
+import host
+import reference_flux2 as ref
+import tiny_flux2
+from tiny_flux2 import TEXT_WIDTH, prompt
+
+pytestmark = pytest.mark.host
+
+NAMES = ["cat", "sofa", "window"]
+# Spans as Flux.2 dev's encoder gives them: the word, then the template's closing [/INST], no padding.
+DEV_SPANS = [(40, 41, 42), (38, 41, 42), (40, 41, 42)]
+# As Klein's: "<|im_start|>user\n" (3 tokens), the word, the template's tail, padded on the right to 512.
+KLEIN_SPANS = [(3, 4, 512), (3, 5, 512), (3, 4, 512)]
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return tiny_flux2.tiny_flux2(seed=0)
+
+
+@pytest.fixture(scope="module")
+def klein():
+    return tiny_flux2.tiny_flux2(seed=1, klein=True)
+
+
+def make_concepts(spans, seed=11):
+    from concept_attention import Concepts
+    from concept_attention.concepts import TokenSpan
+    embeddings = torch.randn(len(NAMES), TEXT_WIDTH, generator=torch.Generator().manual_seed(seed))
+    return Concepts(NAMES, embeddings, None if spans is None else [TokenSpan(*s) for s in spans])
+
+
+def sample_recording(model, patched, positive, negative, latent, **kw):
+    dm = model.model.diffusion_model
+    inputs = ref.Flux2BlockInputs(dm)
+    try:
+        out = host.sample(patched, positive, negative, latent, **kw)
+    finally:
+        inputs.remove()
+    return out, inputs.calls
+
+
+def expected(model, calls, concepts, blocks, steps, temperature=1000.0, positions=None, timestep=None):
+    from concept_attention.adapters.flux2 import concept_positions
+    dm = model.model.diffusion_model
+    positions = concept_positions(concepts) if positions is None else positions
+    return ref.expected_maps(
+        calls, lambda call: ref.flux2_reference(dm, call, concepts.embeddings, positions, blocks, timestep),
+        blocks, steps, temperature)
+
+
+def test_models_are_what_the_tests_claim(dev, klein):
+    from concept_attention.adapters import adapter_for
+    from concept_attention.adapters.flux import FluxAdapter
+    for model in (dev, klein):
+        assert type(model.model).__name__ == "Flux2"
+        assert type(adapter_for(model)).__name__ == "Flux2Adapter"
+        assert not FluxAdapter.supports(model.model)
+    assert dev.model.diffusion_model.params.guidance_embed and not klein.model.diffusion_model.params.guidance_embed
+    assert type(adapter_for(host.tiny_flux())).__name__ == "FluxAdapter"
+
+
+@pytest.mark.parametrize("variant,cfg", [("dev", 1.0), ("dev", 3.0), ("klein", 3.0)])
+def test_maps_equal_the_masked_forward_and_the_image_is_unchanged(dev, klein, variant, cfg):
+    """Several blocks and steps, batch 2, one run read by two attachments in a row: raw means (softmax off, the
+    strong check) and the tempered maps. The sampled image is bit-identical to the unpatched run."""
+    from concept_attention import attach
+    model, spans = (dev, DEV_SPANS) if variant == "dev" else (klein, KLEIN_SPANS)
+    tokens = 12 if variant == "dev" else 512  # dev's encoding is left-padded by ComfyUI, Klein's comes padded
+    concepts = make_concepts(spans)
+    blocks, steps = [0, 2, 3], [0, 1, 2]
+    raw, raw_recorder = attach(model, concepts, layers=blocks, steps=steps, softmax=False)
+    both, recorder = attach(raw, concepts, layers=blocks, steps=steps)
+    positive, negative = prompt(tokens, seed=5), prompt(tokens, seed=6)
+    out, calls = sample_recording(model, both, positive, negative, tiny_flux2.latent(), cfg=cfg, steps=3)
+    assert torch.equal(out, host.sample(model, positive, negative, tiny_flux2.latent(), cfg=cfg, steps=3))
+    assert calls[0]["blocks"][0]["txt"].shape[1] == 512
+    maps = raw_recorder.maps()
+    assert maps.shape == (2, 3, 8, 10)
+    torch.testing.assert_close(maps, expected(model, calls, concepts, blocks, steps, None), rtol=1e-4, atol=1e-4)
+    assert maps.std(dim=(2, 3)).min() > 0.05, "the scores vary across tokens"
+    assert not torch.allclose(maps[0], maps[1], atol=1e-2), "batch rows stay separate"
+    torch.testing.assert_close(recorder.maps(), expected(model, calls, concepts, blocks, steps),
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(recorder.maps().sum(1), torch.ones(2, 8, 10))
+
+
+def test_default_blocks_steps_and_map_rule(dev, klein):
+    from concept_attention import attach
+    from concept_attention.adapters import adapter_for
+    for n in range(1, 40):  # the authors' last 30% of the run; a run too short for it reads its last step
+        published = list(range(int(n * 0.7), n - 1))
+        assert adapter_for(dev).default_steps(n) == (published or [n - 1])
+    assert adapter_for(dev).default_steps(28) == list(range(19, 27))
+    assert adapter_for(dev).default_steps(1) == [0]  # From Image's single pass
+    assert adapter_for(tiny_flux2.tiny_flux2(depth=8)).default_blocks() == [5, 6, 7]  # dev, Klein 9B
+    assert adapter_for(tiny_flux2.tiny_flux2(depth=5)).default_blocks() == [2, 3, 4]  # Klein 4B
+
+    concepts = make_concepts(KLEIN_SPANS)
+    patched, recorder = attach(klein, concepts)
+    assert recorder.blocks == [1, 2, 3]
+    positive, negative = prompt(512, seed=5), prompt(512, seed=6)
+    _, calls = sample_recording(klein, patched, positive, negative, tiny_flux2.latent(batch=1), cfg=2.0, steps=7)
+    torch.testing.assert_close(recorder.maps(), expected(klein, calls, concepts, [1, 2, 3], {4, 5}),
+                               rtol=1e-5, atol=1e-6)
+    per_block_softmax = ref.expected_maps(  # Flux.1's rule gives other maps: the rule is the authors' Flux.2 one
+        calls, lambda call: {b: torch.softmax(s, -1) for b, s in ref.flux2_reference(
+            klein.model.diffusion_model, call, concepts.embeddings, [3, 4, 3], [1, 2, 3]).items()},
+        [1, 2, 3], {4, 5}, None)
+    assert not torch.allclose(recorder.maps(), per_block_softmax, atol=1e-2)
+
+
+@pytest.mark.parametrize("variant,method", [("dev", "index"), ("klein", "index_timestep_zero")])
+def test_reference_images_stay_out_of_the_maps(dev, klein, variant, method):
+    """Flux.2 editing: reference latents are appended after the generated image. They are never concept keys nor
+    map rows; with index_timestep_zero (Klein's edit method; ComfyUI runs it only without a guidance embedding)
+    they get a zero timestep, and the concepts keep the real one."""
+    from concept_attention import attach
+    model, tokens = (dev, 12) if variant == "dev" else (klein, 512)
+    concepts = make_concepts(DEV_SPANS)
+    reference_latent = torch.randn(1, 128, 4, 6, generator=torch.Generator().manual_seed(9))
+    extra = {"reference_latents": [reference_latent], "reference_latents_method": method}
+    positive, negative = prompt(tokens, seed=5, **extra), prompt(tokens, seed=6, **extra)
+    latent = tiny_flux2.latent(batch=1, h=6, w=8)
+    patched, recorder = attach(model, concepts, layers=[1, 3], steps=[0, 1, 2], softmax=False)
+    out, calls = sample_recording(model, patched, positive, negative, latent, cfg=2.0, steps=3)
+    assert torch.equal(out, host.sample(model, positive, negative, latent, cfg=2.0, steps=3))
+    block_input = calls[0]["blocks"][0]
+    assert block_input["img"].shape[1] == 6 * 8 + 4 * 6  # generated, then reference tokens
+    assert (block_input["modulation_dims_img"] is not None) == (method == "index_timestep_zero")
+    maps = recorder.maps()
+    assert maps.shape == (1, 3, 6, 8)
+    torch.testing.assert_close(maps, expected(model, calls, concepts, [1, 3], {0, 1, 2}, None), rtol=1e-4, atol=1e-4)
+    if method == "index_timestep_zero":
+        zero = expected(model, calls, concepts, [1, 3], {0, 1, 2}, None, timestep=0.0)
+        assert not torch.allclose(maps, zero, rtol=1e-2, atol=1e-2)
+
+
+def test_concept_modulation_is_the_text_modulation_of_timestep_and_guidance(dev):
+    """Flux.2 has no pooled text vector: the concepts take the text stream's modulation of the sampler's timestep
+    and the guidance. A concept stream modulated with another timestep, or without the guidance, gives other maps."""
+    from concept_attention import attach
+    concepts = make_concepts(DEV_SPANS)
+    patched, recorder = attach(dev, concepts, layers=[0, 2], steps=[1, 2], softmax=False)
+    _, calls = sample_recording(dev, patched, prompt(12, seed=5, guidance=6.0), prompt(12, seed=6), tiny_flux2.latent(),
+                                cfg=2.0, steps=3)
+    maps = recorder.maps()
+    torch.testing.assert_close(maps, expected(dev, calls, concepts, [0, 2], {1, 2}, None), rtol=1e-4, atol=1e-4)
+    unguided = [{**call, "guidance": None} for call in calls]
+    assert 6.0 in calls[0]["guidance"].tolist()
+    for other in (expected(dev, calls, concepts, [0, 2], {1, 2}, None, timestep=0.5),
+                  expected(dev, unguided, concepts, [0, 2], {1, 2}, None)):
+        assert not torch.allclose(maps, other, rtol=1e-2, atol=1e-2)
+
+
+def test_concepts_sit_at_their_text_position(dev, klein):
+    """SPEC.md section 3: the text position the concept's (last) word token has when the concept alone is the
+    prompt. Dev: 510 (the authors' position), Klein: the word's row; no spans: position 0."""
+    from concept_attention import attach
+    from concept_attention.adapters.flux2 import concept_positions
+    assert concept_positions(make_concepts(DEV_SPANS)) == [510, 510, 510]
+    assert concept_positions(make_concepts(KLEIN_SPANS)) == [3, 4, 3]
+    assert concept_positions(make_concepts([(3, 4, 64)] * 3)) == [448 + 3] * 3  # a short Qwen3 encoding, left-padded
+    assert concept_positions(make_concepts(None)) == [0, 0, 0]
+
+    for model, spans, tokens in ((dev, DEV_SPANS, 12), (klein, KLEIN_SPANS, 512)):
+        concepts = make_concepts(spans)
+        patched, recorder = attach(model, concepts, layers=[1, 3], steps=[1, 2], softmax=False)
+        _, calls = sample_recording(model, patched, prompt(tokens, seed=5), prompt(tokens, seed=6),
+                                    tiny_flux2.latent(batch=1), cfg=2.0, steps=3)
+        torch.testing.assert_close(recorder.maps(), expected(model, calls, concepts, [1, 3], {1, 2}, None),
+                                   rtol=1e-4, atol=1e-4)
+        for wrong in ([0, 0, 0], [s[0] for s in spans]):
+            assert not torch.allclose(recorder.maps(), expected(model, calls, concepts, [1, 3], {1, 2}, None, wrong),
+                                      rtol=1e-2, atol=1e-2)
+    # the reference's explicit RoPE is the model's: the text tokens' rotations at ids 0..511
+    dm = dev.model.diffusion_model
+    ids = torch.zeros(1, 512, 4)
+    ids[..., 3] = torch.arange(512.0)
+    torch.testing.assert_close(ref.rope_matrices(ids, dm.params.axes_dim, dm.params.theta),
+                               calls[0]["blocks"][0]["pe"][:1, :, :512], rtol=1e-5, atol=1e-5)
+
+
+def test_from_image_stops_after_the_last_needed_block(dev):
+    from concept_attention.from_image import maps_from_latent
+    dm = dev.model.diffusion_model
+    seen = []
+    handles = [b.register_forward_pre_hook(lambda m, a, i=i: seen.append(("double", i)))
+               for i, b in enumerate(dm.double_blocks)]
+    handles += [b.register_forward_pre_hook(lambda m, a, i=i: seen.append(("single", i)))
+                for i, b in enumerate(dm.single_blocks)]
+    try:
+        result = maps_from_latent(dev, make_concepts(DEV_SPANS), tiny_flux2.latent(batch=1), prompt(12), layers=[1])
+        assert seen == [("double", 0), ("double", 1)]
+        seen.clear()
+        maps_from_latent(dev, make_concepts(DEV_SPANS), tiny_flux2.latent(batch=1), prompt(12))  # default blocks, step
+        assert seen == [("double", i) for i in range(4)]
+    finally:
+        for h in handles:
+            h.remove()
+    assert result.maps.shape == (1, 3, 8, 10)
+
+
+def test_unsupported_model_error_names_flux2(dev):
+    import comfy.supported_models
+    from comfy.model_patcher import ModelPatcher
+    from concept_attention import Concepts, attach
+    from concept_attention.errors import ConceptAttentionError
+
+    unet = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
+                adm_in_channels=None, in_channels=4, model_channels=32, num_res_blocks=[1, 1],
+                transformer_depth=[1, 1], channel_mult=[1, 2], transformer_depth_middle=1,
+                use_linear_in_transformer=False, context_dim=32, num_head_channels=16,
+                transformer_depth_output=[1, 1, 1, 1], use_temporal_attention=False, use_temporal_resblock=False)
+    sdxl = ModelPatcher(comfy.supported_models.SDXL(unet).get_model({}), torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ConceptAttentionError, match=r"SDXL \(a UNet.*supported:.*Flux\.2 \(dev, Klein 4B, Klein 9B"):
+        attach(sdxl, make_concepts(None))
+    with pytest.raises(ConceptAttentionError, match=r"Block index 4 is out of range.*Flux\.2.*valid indices are 0-3"):
+        attach(dev, make_concepts(None), layers=[4])
+    with pytest.raises(ConceptAttentionError, match=f"width {TEXT_WIDTH}"):
+        attach(dev, Concepts(["a"], torch.zeros(1, 7)))
+
+
+def test_maps_equal_the_authors_flux2_code(tmp_path):
+    """The authors' ModifiedFlux2, denoising loop and heatmap aggregation (helblazer811/ConceptAttention,
+    concept_attention/flux2/), on the same tiny weights, inputs and schedule as a ComfyUI run with the pack's
+    defaults: blocks 5-7 of 8, the last 30% of the steps, one softmax at temperature 1000, concepts at text id
+    510. Their sampler has no CFG, so the ComfyUI run uses cfg 1."""
+    why_not = authors_flux2.available()
+    if why_not:
+        pytest.skip(f"authors' Flux.2 code unavailable: {why_not}")
+    from concept_attention import attach
+    authors = authors_flux2.load(tmp_path)
+    model = tiny_flux2.tiny_flux2(seed=2, depth=8)
+    dm = model.model.diffusion_model
+    theirs = authors_flux2.model_from_comfy(dm, authors)
+    concepts = make_concepts(DEV_SPANS)
+    raw, raw_recorder = attach(model, concepts, softmax=False)
+    patched, recorder = attach(raw, concepts)
+    first_call = {}
+
+    def keep_first_call(module, args, kwargs):
+        first_call.setdefault("x", args[0].clone())
+        first_call.setdefault("context", kwargs["context"].clone())
+        first_call.setdefault("sigmas", kwargs["transformer_options"]["sample_sigmas"].clone())
+
+    handle = dm.register_forward_pre_hook(keep_first_call, with_kwargs=True)
+    steps, (h, w) = 7, (6, 8)
+    try:
+        out = host.sample(patched, prompt(12, seed=5, guidance=4.0), prompt(12, seed=6),
+                          tiny_flux2.latent(batch=1, h=h, w=w), cfg=1.0, steps=steps)
+    finally:
+        handle.remove()
+
+    x = first_call["x"].flatten(2).transpose(1, 2)  # [1, h*w, 128], row-major tokens, as their prc_img
+    x_ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(h * 1.0), torch.arange(w * 1.0), torch.zeros(1),
+                                       indexing="ij"), -1).reshape(1, -1, 4)
+    context = first_call["context"]
+    ctx_ids = torch.zeros(1, context.shape[1], 4)
+    ctx_ids[..., 3] = torch.arange(context.shape[1] * 1.0)
+    concept_ids = torch.zeros(1, len(NAMES), 4)
+    concept_ids[..., 3] = 510.0  # their pipeline: row and text id 510
+    holder = type("Pipeline", (), {})()
+    holder.model = theirs
+    with torch.no_grad():
+        img, dicts = authors.denoise(holder, x, x_ids, context, ctx_ids, concepts.embeddings[None].float(),
+                                     concept_ids, first_call["sigmas"].tolist(), 4.0)
+    their_steps = list(range(int(steps * 0.7), steps - 1))  # their generate_image's default timesteps
+    their_maps = authors.heatmaps(dicts, len(NAMES), w * 16, h * 16, [5, 6, 7], their_steps,
+                                  softmax_temperature=1000.0)
+    their_raw = authors.heatmaps(dicts, len(NAMES), w * 16, h * 16, [5, 6, 7], their_steps, softmax=False)
+
+    torch.testing.assert_close(img.transpose(1, 2).reshape(1, 128, h, w), out, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(raw_recorder.maps()[0], their_raw.float(), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(recorder.maps()[0], their_maps.float(), rtol=1e-5, atol=1e-6)
+    assert their_raw.std(dim=(1, 2)).min() > 0.05
