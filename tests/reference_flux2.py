@@ -1,13 +1,15 @@
-"""An independent, plainly written re-derivation of ConceptAttention on Flux.2 (SPEC.md section 3), for the tests.
+"""An independent, plainly written re-derivation of ConceptAttention (SPEC.md section 3) on Flux models with
+sequential text ids, for the tests: Flux.2 (dev, Klein) and LongCat-Image / Ovis.
 
 From the inputs each double block received in a real sampling run, it runs the block's joint attention ONCE
 over [text; image (generated, then reference tokens); concepts] with the concept mask (concept queries see the
 generated image's keys and the concepts' own; nothing else sees the concepts), with an explicit softmax,
-explicit RoPE for the concepts, and norms/modulation/MLP read from the weights. The concept stream enters through
-`txt_in`, is modulated by the text modulation of the timestep (+ guidance) embedding, and is updated with the text
-stream's projection, gates and SiLU-gated MLP. Maps: the raw scores o_x o_c^T averaged over the recorded blocks
-and steps, then one softmax over concepts at a temperature (the authors' Flux.2 rule). It shares no code with
-the pack.
+explicit RoPE for the concepts at their text position, and norms/modulation/MLP read from the weights. The
+concept stream enters through `txt_norm` (if any) and `txt_in`, is modulated by the text modulation of the
+timestep (+ guidance) embedding, and is updated with the text stream's projection, gates and MLP. Maps: the raw
+scores o_x o_c^T averaged over the recorded blocks and steps, then one softmax over concepts at a temperature
+(the authors' Flux.2 rule), or the mean of per-block softmaxes (the paper's rule, by softmaxing per call). It
+shares no code with the pack.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from reference import BlockInputs, heads, layer_norm, linear, mlp_embed, rms_norm, rotate, sinusoid
+from reference import BlockInputs, gelu_tanh, heads, layer_norm, linear, mlp_embed, rms_norm, rotate, sinusoid
 
 
 class Flux2BlockInputs(BlockInputs):
-    """BlockInputs for Flux.2 double blocks, also keeping the image modulation ranges (reference tokens at a zero
-    timestep under `index_timestep_zero`)."""
+    """BlockInputs for the double blocks of a Flux model, also keeping the image modulation ranges (Flux.2's
+    reference tokens at a zero timestep under `index_timestep_zero`)."""
 
     def __init__(self, dm):
         super().__init__(dm, dm.double_blocks, "flux")
@@ -68,9 +70,15 @@ def stream_qkv(x, attn, n_heads):
     return q, k, v
 
 
-def silu_gated_mlp(x, mlp):
-    a, b = linear(x, mlp[0]).chunk(2, dim=-1)
-    return linear(F.silu(a) * b, mlp[2])
+def mlp(x, block_mlp):
+    """The block's MLP as its weights say: SiLU-gated (Flux.2), gate/up/down (Ovis' YakMLP) or GELU (Flux.1)."""
+    if hasattr(block_mlp, "gate_proj"):
+        return linear(F.silu(linear(x, block_mlp.gate_proj)) * linear(x, block_mlp.up_proj), block_mlp.down_proj)
+    hidden = linear(x, block_mlp[0])
+    if hidden.shape[-1] == 2 * block_mlp[2].weight.shape[1]:  # SiLU-gated: twice as wide as the output layer reads
+        a, b = hidden.chunk(2, dim=-1)
+        return linear(F.silu(a) * b, block_mlp[2])
+    return linear(gelu_tanh(hidden), block_mlp[2])
 
 
 def masked_attention(q, k, v, allowed):
@@ -82,36 +90,55 @@ def masked_attention(q, k, v, allowed):
     return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
-def concept_modulation(dm, t, guidance):
-    """The six text-stream modulations (shift, scale, gate, shift2, scale2, gate2) of the timestep (+ guidance)
-    embedding: Flux.2 has no pooled text vector."""
+def concept_vector(dm, t, guidance):
+    """The concepts' modulation input: timestep (+ guidance) embedding, plus a zero pooled vector where the model
+    has a pooled input (neither Flux.2, LongCat nor Ovis has one)."""
     vec = mlp_embed(sinusoid(t, time_factor=1000.0), dm.time_in)
     if dm.params.guidance_embed and guidance is not None:
         vec = vec + mlp_embed(sinusoid(guidance, time_factor=1000.0), dm.guidance_in)
-    return linear(F.silu(vec), dm.double_stream_modulation_txt.lin)[:, None, :].chunk(6, dim=-1)
+    if dm.vector_in is not None:
+        vec = vec + mlp_embed(torch.zeros(t.shape[0], dm.params.vec_in_dim), dm.vector_in)
+    return vec
 
 
-def flux2_reference(dm, call, embeddings, positions, blocks, timestep=None):
-    """Raw scores {block: [B, N_gen, C]} of one model call, every row. `positions`: each concept's text position
-    (the last id axis); `timestep`: a value replacing the call's timestep in the concept modulation (None: the
-    call's own)."""
+def six(vec, lin):
+    """(shift, scale, gate, shift2, scale2, gate2) of a modulation layer."""
+    return linear(F.silu(vec), lin)[:, None, :].chunk(6, dim=-1)
+
+
+def masked_forward_scores(dm, call, embeddings, positions, blocks, timestep=None):
+    """Raw scores {block: [B, N_gen, C]} of one model call, every row, for a Flux model with sequential text ids:
+    Flux.2 (modulations given to the blocks, from `double_stream_modulation_*`) or the Flux.1-style blocks of
+    LongCat-Image / Ovis (each block modulates itself). `positions`: each concept's text position (on the text
+    id axes); `timestep`: a value replacing the call's timestep in the concept modulation (None: the call's)."""
     n_heads = dm.double_blocks[0].num_heads
-    n_gen = call["x_hw"][0] * call["x_hw"][1]
+    n_gen = math.prod((s + dm.patch_size - 1) // dm.patch_size for s in call["x_hw"])
     batch, n_concepts = call["t"].shape[0], embeddings.shape[0]
-    c = linear(embeddings.float()[None].expand(batch, -1, -1), dm.txt_in)
+    text = embeddings.float()[None].expand(batch, -1, -1)
+    if dm.txt_norm is not None:
+        text = rms_norm(text, dm.txt_norm.weight, dm.txt_norm.eps or torch.finfo(torch.float32).eps)
+    c = linear(text, dm.txt_in)
     t = call["t"] if timestep is None else torch.full_like(call["t"], timestep)
-    cm = concept_modulation(dm, t, call["guidance"])
+    cvec = concept_vector(dm, t, call["guidance"])
     ids = torch.zeros(batch, n_concepts, len(dm.params.axes_dim))
-    ids[..., -1] = torch.tensor(positions, dtype=torch.float32)
+    for axis in dm.params.txt_ids_dims:
+        ids[..., axis] = torch.tensor(positions, dtype=torch.float32)
     concept_pe = rope_matrices(ids, dm.params.axes_dim, dm.params.theta)
+    global_modulation = dm.params.global_modulation
     out = {}
     for i in range(max(blocks) + 1):
         block, inp = dm.double_blocks[i], call["blocks"][i]
         img, txt, pe = inp["img"].float(), inp["txt"].float(), inp["pe"]
-        (img_m1, _), (txt_m1, _) = inp["vec"]
+        if global_modulation:
+            (img_m1, _), (txt_m1, _) = inp["vec"]
+            img_m, txt_m = (img_m1.shift, img_m1.scale), (txt_m1.shift, txt_m1.scale)
+            cm = six(cvec, dm.double_stream_modulation_txt.lin)
+        else:
+            img_m, txt_m = six(inp["vec"].float(), block.img_mod.lin), six(inp["vec"].float(), block.txt_mod.lin)
+            cm = six(cvec, block.txt_mod.lin)
         T, N = txt.shape[1], img.shape[1]
-        qt, kt, vt = stream_qkv(modulate(layer_norm(txt), txt_m1.shift, txt_m1.scale), block.txt_attn, n_heads)
-        qi, ki, vi = stream_qkv(modulate(layer_norm(img), img_m1.shift, img_m1.scale, inp["modulation_dims_img"]),
+        qt, kt, vt = stream_qkv(modulate(layer_norm(txt), txt_m[0], txt_m[1]), block.txt_attn, n_heads)
+        qi, ki, vi = stream_qkv(modulate(layer_norm(img), img_m[0], img_m[1], inp["modulation_dims_img"]),
                                 block.img_attn, n_heads)
         qc, kc, vc = stream_qkv(modulate(layer_norm(c), cm[0], cm[1]), block.txt_attn, n_heads)
         qt, kt = rotate(qt, pe[:, :, :T]), rotate(kt, pe[:, :, :T])
@@ -129,7 +156,7 @@ def flux2_reference(dm, call, embeddings, positions, blocks, timestep=None):
         if i in blocks:
             out[i] = o_x @ o_c.transpose(1, 2)
         c = c + cm[2] * linear(o_c, block.txt_attn.proj)
-        c = c + cm[5] * silu_gated_mlp(modulate(layer_norm(c), cm[3], cm[4]), block.txt_mlp)
+        c = c + cm[5] * mlp(modulate(layer_norm(c), cm[3], cm[4]), block.txt_mlp)
     return out
 
 
@@ -139,9 +166,9 @@ def schedule_step(call):
     return int(hits[0, 0]) if len(hits) else None
 
 
-def expected_maps(calls, per_call, blocks, steps, temperature=1000.0):
-    """softmax over concepts of (mean of the cond rows' raw scores over blocks and schedule steps) / temperature,
-    as [B, C, h, w]; temperature None keeps the raw mean. Each step counts once (its first cond call)."""
+def expected_maps(calls, per_call, blocks, steps, temperature=1000.0, patch_size=1):
+    """softmax over concepts of (mean of the cond rows' scores over blocks and schedule steps) / temperature,
+    as [B, C, h, w]; temperature None keeps the mean. Each step counts once (its first cond call)."""
     total, count, seen = None, 0, set()
     for call in calls:
         step = schedule_step(call)
@@ -157,7 +184,7 @@ def expected_maps(calls, per_call, blocks, steps, temperature=1000.0):
                     s = scores[b][j * per:(j + 1) * per]
                     total = s if total is None else total + s
                     count += 1
-        grid = tuple(call["x_hw"])
+        grid = tuple((s + patch_size - 1) // patch_size for s in call["x_hw"])
     mean = total / count
     maps = mean if temperature is None else torch.softmax(mean / temperature, dim=-1)
     return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *grid)

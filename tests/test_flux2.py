@@ -17,6 +17,9 @@ NAMES = ["cat", "sofa", "window"]
 DEV_SPANS = [(40, 41, 42), (38, 41, 42), (40, 41, 42)]
 # As Klein's: "<|im_start|>user\n" (3 tokens), the word, the template's tail, padded on the right to 512.
 KLEIN_SPANS = [(3, 4, 512), (3, 5, 512), (3, 4, 512)]
+# SPEC.md's positions for them, worked out by hand: dev's 42-token encodings are left-padded to 512 by ComfyUI, so
+# the last word token (row 40) lands at 470 + 40 = 510, the authors' text id; Klein's last word token keeps its row.
+POSITIONS = {tuple(DEV_SPANS): [510, 510, 510], tuple(KLEIN_SPANS): [3, 4, 3]}
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +50,11 @@ def sample_recording(model, patched, positive, negative, latent, **kw):
 
 
 def expected(model, calls, concepts, blocks, steps, temperature=1000.0, positions=None, timestep=None):
-    from concept_attention.adapters.flux2 import concept_positions
     dm = model.model.diffusion_model
-    positions = concept_positions(concepts) if positions is None else positions
+    if positions is None:
+        positions = POSITIONS[tuple((s.start, s.stop, s.length) for s in concepts.spans)]
     return ref.expected_maps(
-        calls, lambda call: ref.flux2_reference(dm, call, concepts.embeddings, positions, blocks, timestep),
+        calls, lambda call: ref.masked_forward_scores(dm, call, concepts.embeddings, positions, blocks, timestep),
         blocks, steps, temperature)
 
 
@@ -110,7 +113,7 @@ def test_default_blocks_steps_and_map_rule(dev, klein):
     torch.testing.assert_close(recorder.maps(), expected(klein, calls, concepts, [1, 2, 3], {4, 5}),
                                rtol=1e-5, atol=1e-6)
     per_block_softmax = ref.expected_maps(  # Flux.1's rule gives other maps: the rule is the authors' Flux.2 one
-        calls, lambda call: {b: torch.softmax(s, -1) for b, s in ref.flux2_reference(
+        calls, lambda call: {b: torch.softmax(s, -1) for b, s in ref.masked_forward_scores(
             klein.model.diffusion_model, call, concepts.embeddings, [3, 4, 3], [1, 2, 3]).items()},
         [1, 2, 3], {4, 5}, None)
     assert not torch.allclose(recorder.maps(), per_block_softmax, atol=1e-2)
@@ -164,10 +167,10 @@ def test_concepts_sit_at_their_text_position(dev, klein):
     prompt. Dev: 510 (the authors' position), Klein: the word's row; no spans: position 0."""
     from concept_attention import attach
     from concept_attention.adapters.flux2 import concept_positions
-    assert concept_positions(make_concepts(DEV_SPANS)) == [510, 510, 510]
-    assert concept_positions(make_concepts(KLEIN_SPANS)) == [3, 4, 3]
-    assert concept_positions(make_concepts([(3, 4, 64)] * 3)) == [448 + 3] * 3  # a short Qwen3 encoding, left-padded
-    assert concept_positions(make_concepts(None)) == [0, 0, 0]
+    assert concept_positions(make_concepts(DEV_SPANS), 512) == [510, 510, 510]
+    assert concept_positions(make_concepts(KLEIN_SPANS), 512) == [3, 4, 3]
+    assert concept_positions(make_concepts([(3, 4, 64)] * 3), 512) == [448 + 3] * 3  # a short encoding, left-padded
+    assert concept_positions(make_concepts(None), 512) == [0, 0, 0]
 
     for model, spans, tokens in ((dev, DEV_SPANS, 12), (klein, KLEIN_SPANS, 512)):
         concepts = make_concepts(spans)

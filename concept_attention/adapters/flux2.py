@@ -62,10 +62,7 @@ class Flux2Adapter(FluxAdapter):
     def start(self, call, embeddings, concepts):
         stream = super().start(call, embeddings, concepts)  # text input path; timestep + guidance embedding
         stream.vec = self.dm.double_stream_modulation_txt(stream.vec)
-        ids = torch.zeros(len(concepts), len(self.dm.params.axes_dim), device=call.device)
-        for axis in self.dm.params.txt_ids_dims:  # [3] on Flux.2
-            ids[:, axis] = torch.tensor(concept_positions(concepts), dtype=ids.dtype)
-        stream.extra["pe"] = self.dm.pe_embedder(expand_rows(ids, call.batch))
+        stream.extra["pe"] = text_rope(self.dm, concept_positions(concepts, TEXT_LENGTH), call)
         return stream
 
     def concept_qkv(self, index, stream, block_args):
@@ -74,8 +71,18 @@ class Flux2Adapter(FluxAdapter):
         return q, k, v, (mod1, mod2)
 
 
-def concept_positions(concepts) -> list[int]:
+def concept_positions(concepts, padded_length: int | None = None) -> list[int]:
     """Each concept's text position: its last word token's row in its own encoding, shifted by the left padding
-    ComfyUI gives an encoding of that length; 0 where no span is known."""
+    the model gives a text shorter than `padded_length` (None: no padding); 0 where no span is known."""
     spans = concepts.spans or [None] * len(concepts)
-    return [0 if span is None else span.stop - 1 + max(0, TEXT_LENGTH - span.length) for span in spans]
+    pad = (lambda length: max(0, padded_length - length)) if padded_length else (lambda length: 0)
+    return [0 if span is None else span.stop - 1 + pad(span.length) for span in spans]
+
+
+def text_rope(dm, positions: list[int], call):
+    """The rotations [B, 1, C, Dh/2, 2, 2] of text tokens at `positions` in a Flux model with sequential text ids
+    (`params.txt_ids_dims`: the id axes that count text positions, as `Flux._forward` sets them)."""
+    ids = torch.zeros(len(positions), len(dm.params.axes_dim), device=call.device)
+    for axis in dm.params.txt_ids_dims:
+        ids[:, axis] = torch.tensor(positions, dtype=ids.dtype)
+    return dm.pe_embedder(expand_rows(ids, call.batch))
