@@ -42,8 +42,8 @@ DEFAULT_BLOCK_COUNT = 3  # the authors' "last 3 of 8 double blocks"
 class Flux2Adapter(FluxAdapter):
     family = "Flux.2"
     models = "dev, Klein 4B, Klein 9B; with reference images only the generated image is mapped"
-    default_blocks_text = ("the last three double blocks (5-7 on dev and Klein 9B, 2-4 on Klein 4B), the last 30% "
-                           "of the steps, one softmax at temperature 1000")
+    default_blocks_text = ("the last three double blocks (the authors' 5-7 on dev; 5-7 on Klein 9B, 2-4 on Klein 4B), "
+                           "the last 30% of the steps, one softmax over the averaged scores at temperature 1000")
     defaults_published = True
     softmax_temperature = 1000.0
 
@@ -75,8 +75,7 @@ def concept_positions(concepts, padded_length: int | None = None) -> list[int]:
     """Each concept's text position: its last word token's row in its own encoding, shifted by the left padding
     the model gives a text shorter than `padded_length` (None: no padding); 0 where no span is known."""
     spans = concepts.spans or [None] * len(concepts)
-    pad = (lambda length: max(0, padded_length - length)) if padded_length else (lambda length: 0)
-    return [0 if span is None else span.stop - 1 + pad(span.length) for span in spans]
+    return [0 if span is None else span.stop - 1 + max(0, (padded_length or 0) - span.length) for span in spans]
 
 
 def text_rope(dm, positions: list[int], call):
