@@ -1,10 +1,10 @@
 """attach() on tiny Flux.2 dev / Klein models built through ComfyUI's classes, driven through its samplers,
-against a plainly written masked forward (reference_flux2.py) and against the paper authors' own Flux.2 code."""
+against a plainly written masked forward (reference_flux2.py). The comparison with the paper authors' own Flux.2
+code is in test_flux2_authors.py."""
 
 import pytest
 import torch
 
-import authors_flux2
 import host
 import reference_flux2 as ref
 import tiny_flux2
@@ -230,56 +230,21 @@ def test_unsupported_model_error_names_flux2(dev):
         attach(dev, Concepts(["a"], torch.zeros(1, 7)))
 
 
-def test_maps_equal_the_authors_flux2_code(tmp_path):
-    """The authors' ModifiedFlux2, denoising loop and heatmap aggregation (helblazer811/ConceptAttention,
-    concept_attention/flux2/), on the same tiny weights, inputs and schedule as a ComfyUI run with the pack's
-    defaults: blocks 5-7 of 8, the last 30% of the steps, one softmax at temperature 1000, concepts at text id
-    510. Their sampler has no CFG, so the ComfyUI run uses cfg 1."""
-    why_not = authors_flux2.available()
-    if why_not:
-        pytest.skip(f"authors' Flux.2 code unavailable: {why_not}")
-    from concept_attention import attach
-    authors = authors_flux2.load(tmp_path)
-    model = tiny_flux2.tiny_flux2(seed=2, depth=8)
-    dm = model.model.diffusion_model
-    theirs = authors_flux2.model_from_comfy(dm, authors)
-    concepts = make_concepts(DEV_SPANS)
-    raw, raw_recorder = attach(model, concepts, softmax=False)
-    patched, recorder = attach(raw, concepts)
-    first_call = {}
-
-    def keep_first_call(module, args, kwargs):
-        first_call.setdefault("x", args[0].clone())
-        first_call.setdefault("context", kwargs["context"].clone())
-        first_call.setdefault("sigmas", kwargs["transformer_options"]["sample_sigmas"].clone())
-
-    handle = dm.register_forward_pre_hook(keep_first_call, with_kwargs=True)
-    steps, (h, w) = 7, (6, 8)
-    try:
-        out = host.sample(patched, prompt(12, seed=5, guidance=4.0), prompt(12, seed=6),
-                          tiny_flux2.latent(batch=1, h=h, w=w), cfg=1.0, steps=steps)
-    finally:
-        handle.remove()
-
-    x = first_call["x"].flatten(2).transpose(1, 2)  # [1, h*w, 128], row-major tokens, as their prc_img
-    x_ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(h * 1.0), torch.arange(w * 1.0), torch.zeros(1),
-                                       indexing="ij"), -1).reshape(1, -1, 4)
-    context = first_call["context"]
-    ctx_ids = torch.zeros(1, context.shape[1], 4)
-    ctx_ids[..., 3] = torch.arange(context.shape[1] * 1.0)
-    concept_ids = torch.zeros(1, len(NAMES), 4)
-    concept_ids[..., 3] = 510.0  # their pipeline: row and text id 510
-    holder = type("Pipeline", (), {})()
-    holder.model = theirs
-    with torch.no_grad():
-        img, dicts = authors.denoise(holder, x, x_ids, context, ctx_ids, concepts.embeddings[None].float(),
-                                     concept_ids, first_call["sigmas"].tolist(), 4.0)
-    their_steps = list(range(int(steps * 0.7), steps - 1))  # their generate_image's default timesteps
-    their_maps = authors.heatmaps(dicts, len(NAMES), w * 16, h * 16, [5, 6, 7], their_steps,
-                                  softmax_temperature=1000.0)
-    their_raw = authors.heatmaps(dicts, len(NAMES), w * 16, h * 16, [5, 6, 7], their_steps, softmax=False)
-
-    torch.testing.assert_close(img.transpose(1, 2).reshape(1, 128, h, w), out, rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(raw_recorder.maps()[0], their_raw.float(), rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(recorder.maps()[0], their_maps.float(), rtol=1e-5, atol=1e-6)
-    assert their_raw.std(dim=(1, 2)).min() > 0.05
+@pytest.mark.parametrize("variant", ["dev", "klein"])
+def test_concepts_encoded_by_the_tiny_encoders(variant):
+    """encode_concepts with ComfyUI's own Flux.2 tokenizers and templates (tiny language models): the spans place
+    dev's concepts at 510 (the word, then [/INST]) and Klein's at the word's row after "<|im_start|>user\\n" (3),
+    here with the tiny Klein encoding padded to 64 tokens, so ComfyUI left-pads it by 448."""
+    tiny_encoders = pytest.importorskip("tiny_encoders", reason="tests/tiny_encoders.py (branch encoders) absent")
+    from concept_attention import attach, encode_concepts
+    from concept_attention.adapters.flux2 import concept_positions
+    clip = tiny_encoders.tiny_flux2_clip() if variant == "dev" else tiny_encoders.tiny_klein_clip()
+    model = tiny_flux2.tiny_flux2(seed=3, klein=variant == "klein", context_in_dim=96)
+    concepts = encode_concepts(clip, ["cat", "dog"])
+    positions = [510, 510] if variant == "dev" else [448 + 3, 448 + 3]
+    assert concept_positions(concepts, 512) == positions
+    patched, recorder = attach(model, concepts, layers=[1, 3], steps=[0, 1], softmax=False)
+    _, calls = sample_recording(model, patched, host.conditioning(clip, "a cat and a dog"), host.conditioning(clip, ""),
+                                tiny_flux2.latent(batch=1), cfg=2.0, steps=2)
+    torch.testing.assert_close(recorder.maps(), expected(model, calls, concepts, [1, 3], {0, 1}, None, positions),
+                               rtol=1e-4, atol=1e-4)
