@@ -140,3 +140,20 @@ def test_defaults_and_errors(model):
         attach(model, make_concepts(), layers=[3])
     with pytest.raises(ConceptAttentionError, match=f"width {TEXT_WIDTH}"):
         attach(model, Concepts(["a"], torch.zeros(1, 7)))
+
+
+def test_concepts_encoded_by_the_tiny_ovis_encoder():
+    """encode_concepts with ComfyUI's own Ovis tokenizer and template (a tiny language model): the encoder's output
+    starts at the template's ":" before the prompt, so a one-token word is row 1, its text position."""
+    tiny_encoders = pytest.importorskip("tiny_encoders", reason="tests/tiny_encoders.py (branch encoders) absent")
+    from concept_attention import attach, encode_concepts
+    from concept_attention.adapters.flux2 import concept_positions
+    clip = tiny_encoders.tiny_ovis_clip()
+    model = tiny_longcat.tiny_ovis(seed=4)
+    concepts = encode_concepts(clip, ["cat", "dog"])
+    assert concept_positions(concepts) == [1, 1]
+    patched, recorder = attach(model, concepts, layers=[0, 2])
+    _, calls = sample_recording(model, patched, host.conditioning(clip, "a cat and a dog"), host.conditioning(clip, ""),
+                                tiny_longcat.latent(batch=1), cfg=2.0, steps=2)
+    torch.testing.assert_close(recorder.maps(), expected(model, calls, concepts, [0, 2], [0, 1], positions=[1, 1]),
+                               rtol=1e-4, atol=1e-5)
