@@ -4,7 +4,8 @@
 modulation, SiLU-gated MLPs, no biases, sequential text ids on the last axis), `tiny_flux2(klein=True)` a Klein
 (no guidance embedding, as the distilled Klein checkpoints). Seeded random fp32 weights on the CPU; a model
 call on an 8x10 latent takes milliseconds. Text features are `TEXT_WIDTH` wide (the real ones: 15360 dev,
-7680 Klein 4B, 12288 Klein 9B).
+7680 Klein 4B, 12288 Klein 9B); with the tiny encoders of tests/tiny_encoders.py (`tiny_flux2_clip`,
+`tiny_klein_clip`: 96 wide) build `tiny_flux2(context_in_dim=96)`.
 """
 
 from __future__ import annotations

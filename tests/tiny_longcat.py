@@ -4,7 +4,8 @@ Both are ComfyUI's `Flux` with per-block modulation, no pooled vector and sequen
 `tiny_longcat()` through `supported_models.LongCatImage` (model_base.LongCatImage: no guidance, image ids shifted
 past the text), `tiny_ovis()` through `supported_models.FluxSchnell` as ComfyUI detects an Ovis checkpoint
 (`txt_norm` before `txt_in`, gate/up/down MLPs). Seeded random fp32 weights on the CPU, hidden size 64, 3 double
-blocks and 1 single block; text features `TEXT_WIDTH` wide (the real ones: 3584 LongCat, 2048 Ovis).
+blocks and 1 single block; text features `TEXT_WIDTH` wide (the real ones: 3584 LongCat, 2048 Ovis), the width
+of `tiny_ovis_clip` in tests/tiny_encoders.py.
 """
 
 from __future__ import annotations
