@@ -207,9 +207,9 @@ def sd3_reference(dm, call, embeddings, blocks):
     return out
 
 
-def expected_maps(calls, per_call, blocks, steps=None, grid=None):
+def expected_maps(calls, per_call, blocks, steps=None, grid=None, patch=2):
     """Mean over recorded blocks and schedule steps of the cond rows' saliency, as [B, C, *grid] (default grid:
-    the latent's (h, w) in 2x2 patches).
+    the latent's (h, w) in patches of `patch` x `patch`).
 
     A step counts once (the first model call at that sigma); calls at sigmas off the schedule do not count."""
     total, count, call_grid, seen = None, 0, None, set()
@@ -233,7 +233,7 @@ def expected_maps(calls, per_call, blocks, steps=None, grid=None):
                 total = s if total is None else total + s
                 count += 1
         hw = call["x_hw"]
-        call_grid = ((hw[0] + 1) // 2, (hw[1] + 1) // 2)
+        call_grid = ((hw[0] + patch - 1) // patch, (hw[1] + patch - 1) // patch)
     maps = total / count
     return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *(grid or call_grid))
 
