@@ -51,6 +51,13 @@ MODEL_URLS = {
         "qwen_2.5_vl_7b_fp8_scaled.safetensors",
     "qwen_image_vae.safetensors":
         "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
+    "flux-2-klein-4b.safetensors":
+        "https://huggingface.co/Comfy-Org/flux2-klein/resolve/main/split_files/diffusion_models/"
+        "flux-2-klein-4b.safetensors",
+    "qwen_3_4b.safetensors":
+        "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
+    "flux2-vae.safetensors":
+        "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
 }
 FOLDER_OF = {name: folder for folder, names in wt.MODEL_FILES.items() for name in names}
 
@@ -663,8 +670,94 @@ Qwen-Image-Edit 2509 works the same with its own file.
     return g
 
 
+def flux2_sampler(g: Graph, x, y, model, positive, negative, latent, sampler, sigmas, seed, title):
+    """RandomNoise, CFGGuider (cfg 1: Klein is distilled) and SamplerCustomAdvanced, as ComfyUI's Klein template
+    samples. Returns the guider and the sampler node."""
+    noise = g.add("RandomNoise", (x, y), {"noise_seed": seed}, size=[320, 82])
+    guider = g.add("CFGGuider", (x, y + 140), {"cfg": 1.0}, size=[320, 98])
+    g.link(model, 0, guider, "model")
+    g.link(positive, 0, guider, "positive")
+    g.link(negative, 0, guider, "negative")
+    run = g.add("SamplerCustomAdvanced", (x, y + 300), size=[320, 106], title=title)
+    for src, name in ((noise, "noise"), (guider, "guider"), (sampler, "sampler"), (sigmas, "sigmas"),
+                      (latent, "latent_image")):
+        g.link(src, 0, run, name)
+    return [noise, guider, run]
+
+
+def klein_inpainting() -> Graph:
+    g = Graph("Flux.2 Klein - inpaint one concept")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "flux-2-klein-4b.safetensors", "qwen_3_4b.safetensors",
+                                              "flux2", "flux2-vae.safetensors")
+    g.note((0, 440), [320, 500], model_files(model, clip, vae) + """
+Flux.2 Klein 4B (distilled: 4 steps, cfg 1), sampled as in ComfyUI's Klein template.
+
+1. The first sampler makes the picture with Concept Attention recording the concepts.
+2. *Concept Mask* picks `dog`; Grow Mask and Feather Mask widen and soften it.
+3. Set Latent Noise Mask limits the second sampler to that region: it paints what the second prompt asks
+   for (a cat) and keeps the rest of the picture.
+
+Klein 9B: `flux-2-klein-9b-fp8.safetensors` with the `qwen_3_8b_fp8mixed.safetensors` text encoder.
+""")
+    ca = g.add("ConceptAttentionPatch", (400, 0), {"concepts": DOG_CONCEPTS}, size=[400, 250])
+    g.link(model, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc = g.add("CLIPTextEncode", (400, 320), {"text": DOG_PROMPT}, size=[400, 160], title="Prompt",
+                color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("ConditioningZeroOut", (400, 530), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    latent = g.add("EmptyFlux2LatentImage", (400, 620), {"width": 1024, "height": 1024, "batch_size": 1},
+                   size=[400, 106])
+    sampler = g.add("KSamplerSelect", (400, 790), {"sampler_name": "euler"}, size=[400, 58])
+    sigmas = g.add("Flux2Scheduler", (400, 910), {"steps": 4, "width": 1024, "height": 1024}, size=[400, 106])
+    picture = flux2_sampler(g, 860, 0, ca, enc, neg, latent, sampler, sigmas, 42, "Sampler (picture)")
+    dec = g.add("VAEDecode", (860, 470), size=[320, 46])
+    g.link(picture[-1], "output", dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 580), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(picture[-1], "output", masks, "latent")
+    g.link(dec, 0, masks, "image")
+    first = image_out(g, "PreviewImage", (860, 760), title="Picture", size=(320, 300))
+
+    g.link(dec, 0, first, "images")
+    cm = g.add("ConceptAttentionSelectMask", (1240, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    grow = g.add("GrowMask", (1240, 190), {"expand": 24, "tapered_corners": True}, size=[320, 82])
+    g.link(cm, 0, grow, "mask")
+    feather = g.add("FeatherMask", (1240, 330), {"left": 24, "top": 24, "right": 24, "bottom": 24},
+                    size=[320, 130])
+    g.link(grow, 0, feather, "mask")
+    noise_mask = g.add("SetLatentNoiseMask", (1240, 520), size=[320, 46])
+    g.link(picture[-1], "output", noise_mask, "samples")
+    g.link(feather, 0, noise_mask, "mask")
+    mask_view = image_out(g, "MaskPreview", (1240, 640), title="Inpaint mask", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+
+    enc2 = g.add("CLIPTextEncode", (1620, 0), {"text": DOG_PROMPT.replace("corgi dog", "tabby cat")},
+                 size=[400, 160], title="Prompt for the masked region", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc2, "clip")
+    neg2 = g.add("ConditioningZeroOut", (1620, 210), size=[400, 26])
+    g.link(enc2, 0, neg2, "conditioning")
+    inpaint = flux2_sampler(g, 1620, 300, model, enc2, neg2, noise_mask, sampler, sigmas, 7, "Sampler (inpaint)")
+    dec2 = g.add("VAEDecode", (1620, 770), size=[320, 46])
+    g.link(inpaint[-1], "output", dec2, "samples")
+    g.link(vae, 0, dec2, "vae")
+    save = image_out(g, "SaveImage", (2080, 0), prefix="concept_attention/klein_inpainted")
+    g.link(dec2, 0, save, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Picture with Concept Attention", [ca, enc, neg, latent, sampler, sigmas, *picture, dec, masks,
+                                                  first], GROUP_COLORS["generate"])
+    g.group("2. Mask of one concept", [cm, grow, feather, noise_mask, mask_view], GROUP_COLORS["concepts"])
+    g.group("3. Inpaint the region", [enc2, neg2, *inpaint, dec2], GROUP_COLORS["edit"])
+    return g
+
+
 WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
-             sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept]
+             sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept,
+             klein_inpainting]
 
 
 def main() -> None:

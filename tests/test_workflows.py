@@ -41,6 +41,11 @@ EXPECTED = {  # the file names are the titles ComfyUI's template browser shows
                                            "TextEncodeQwenImageEditPlus", "ReferenceLatent", "ModelSamplingAuraFlow",
                                            "CFGNorm", "KSampler", "ConceptAttentionFromImage",
                                            "ConceptAttentionSelectMask", "ImageCompositeMasked"},
+    "Flux.2 Klein - inpaint one concept": {"UNETLoader", "CLIPLoader", "VAELoader", "ConceptAttentionPatch",
+                                           "EmptyFlux2LatentImage", "Flux2Scheduler", "CFGGuider",
+                                           "SamplerCustomAdvanced", "ConceptAttentionMasks",
+                                           "ConceptAttentionSelectMask", "GrowMask", "FeatherMask",
+                                           "SetLatentNoiseMask"},
 }
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]

@@ -1,7 +1,7 @@
 """Tiny stand-ins for the model files the example workflows load, for running them end to end on a CPU.
 
 `tiny_model(node_type, widgets)` gives what a loader node of the workflow returns (a tuple, like the node's own
-function), built from the file name and CLIP type in its widgets: the families' tiny models (tests/host.py,
+function), picked by the file names (and CLIP type) in its widgets: the families' tiny models (tests/host.py,
 tests/tiny_<family>.py), their tiny text encoders (tests/tiny_encoders.py) and the tiny VAEs below. A file a
 workflow names without a tiny stand-in here is an error that names it.
 
@@ -78,10 +78,15 @@ def _qwen_image_edit():
     return tiny_qwen_image(seed=0, variant="edit_2511")
 
 
-def _encoder(name):
+def _klein():
+    from tiny_flux2 import tiny_flux2
+    return tiny_flux2(seed=0, klein=True, context_in_dim=96)  # the width of tiny_encoders.tiny_klein_clip
+
+
+def _encoder(name, **options):
     def build():
         import tiny_encoders
-        return getattr(tiny_encoders, name)(seed=1)
+        return getattr(tiny_encoders, name)(seed=1, **options)
     return build
 
 
@@ -91,16 +96,19 @@ DIFFUSION_MODELS = {
     "flux1-dev-kontext_fp8_scaled.safetensors": lambda: host.tiny_flux(seed=0),
     "Chroma1-HD-fp8mixed.safetensors": _chroma,
     "qwen_image_edit_2511_bf16.safetensors": _qwen_image_edit,
+    "flux-2-klein-4b.safetensors": _klein,
 }
-# CLIPLoader / DualCLIPLoader type -> tiny text encoder (the type picks the encoder in ComfyUI as well)
+# (CLIP type, file names) -> tiny text encoder: the type and the file together pick the encoder in ComfyUI
 TEXT_ENCODERS = {
-    "flux": lambda: host.tiny_flux_clip(seed=1),
-    "chroma": _encoder("tiny_chroma_clip"),
-    "qwen_image": tiny_qwen_image_edit_clip,
+    ("flux", "clip_l.safetensors", "t5xxl_fp16.safetensors"): lambda: host.tiny_flux_clip(seed=1),
+    ("chroma", "t5xxl_fp8_e4m3fn_scaled.safetensors"): _encoder("tiny_chroma_clip"),
+    ("qwen_image", "qwen_2.5_vl_7b_fp8_scaled.safetensors"): tiny_qwen_image_edit_clip,
+    ("flux2", "qwen_3_4b.safetensors"): _encoder("tiny_klein_clip", variant="4b"),
 }
 VAES = {
     "ae.safetensors": host.tiny_vae,
     "qwen_image_vae.safetensors": tiny_wan21_vae,
+    "flux2-vae.safetensors": tiny_flux2_vae,
 }
 CHECKPOINTS = {
     "sd3.5_large_fp8_scaled.safetensors": lambda: (host.tiny_sd3(seed=0), host.tiny_sd3_clip(seed=2),
@@ -109,10 +117,10 @@ CHECKPOINTS = {
 
 
 @functools.cache
-def _build(table: str, key: str) -> tuple:
+def _build(table: str, key) -> tuple:
     """One instance per stand-in and process: workflows that load the same file share it, as ComfyUI's cache
     shares a loader's output."""
-    builders = {"diffusion model": DIFFUSION_MODELS, "text encoder type": TEXT_ENCODERS, "VAE": VAES,
+    builders = {"diffusion model": DIFFUSION_MODELS, "text encoder": TEXT_ENCODERS, "VAE": VAES,
                 "checkpoint": CHECKPOINTS}[table]
     if key not in builders:
         raise KeyError(f"no tiny stand-in for the {table} {key!r}: add one to tests/tiny_workflow_models.py")
@@ -120,13 +128,16 @@ def _build(table: str, key: str) -> tuple:
     return result if isinstance(result, tuple) else (result,)
 
 
-# Loader node type -> (what it loads, the widget that names it)
-LOADERS = {"UNETLoader": ("diffusion model", "unet_name"), "CLIPLoader": ("text encoder type", "type"),
-           "DualCLIPLoader": ("text encoder type", "type"), "VAELoader": ("VAE", "vae_name"),
-           "CheckpointLoaderSimple": ("checkpoint", "ckpt_name")}
+# Loader node type -> (what it loads, the widgets that name it)
+LOADERS = {"UNETLoader": ("diffusion model", ("unet_name",)),
+           "CLIPLoader": ("text encoder", ("type", "clip_name")),
+           "DualCLIPLoader": ("text encoder", ("type", "clip_name1", "clip_name2")),
+           "VAELoader": ("VAE", ("vae_name",)),
+           "CheckpointLoaderSimple": ("checkpoint", ("ckpt_name",))}
 
 
 def tiny_model(node_type: str, widgets: dict) -> tuple:
     """What the loader `node_type` returns for these widget values, with tiny stand-ins."""
-    table, widget = LOADERS[node_type]
-    return _build(table, widgets[widget])
+    table, names = LOADERS[node_type]
+    key = tuple(widgets[name] for name in names)
+    return _build(table, key if len(key) > 1 else key[0])

@@ -34,10 +34,11 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # The model files the workflows name, per models/ sub-folder (as ComfyUI's own templates name them).
 MODEL_FILES = {
     "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
-                         "Chroma1-HD-fp8mixed.safetensors", "qwen_image_edit_2511_bf16.safetensors"],
+                         "Chroma1-HD-fp8mixed.safetensors", "qwen_image_edit_2511_bf16.safetensors",
+                         "flux-2-klein-4b.safetensors"],
     "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
-                      "qwen_2.5_vl_7b_fp8_scaled.safetensors"],
-    "vae": ["ae.safetensors", "qwen_image_vae.safetensors"],
+                      "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_3_4b.safetensors"],
+    "vae": ["ae.safetensors", "qwen_image_vae.safetensors", "flux2-vae.safetensors"],
     "checkpoints": ["sd3.5_large_fp8_scaled.safetensors"],
 }
 # Loader node type -> {widget: models/ sub-folder}.
@@ -53,6 +54,8 @@ INPUT_IMAGES = ["example.png"]  # ComfyUI ships input/example.png
 # 2 sampling steps, blocks the tiny models have (3 joint blocks), per node type.
 SHRINK = {
     "EmptySD3LatentImage": {"width": 64, "height": 64},
+    "EmptyFlux2LatentImage": {"width": 64, "height": 64},
+    "Flux2Scheduler": {"steps": 2, "width": 64, "height": 64},
     "ImageScale": {"width": 64, "height": 64},
     "KSampler": {"steps": 2},
     "ConceptAttentionPatch": {"blocks": "1-2"},
