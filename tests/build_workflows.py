@@ -58,6 +58,9 @@ MODEL_URLS = {
         "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
     "flux2-vae.safetensors":
         "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
+    "z_image_turbo_bf16.safetensors":
+        "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/diffusion_models/"
+        "z_image_turbo_bf16.safetensors",
 }
 FOLDER_OF = {name: folder for folder, names in wt.MODEL_FILES.items() for name in names}
 
@@ -755,9 +758,70 @@ Klein 9B: `flux-2-klein-9b-fp8.safetensors` with the `qwen_3_8b_fp8mixed.safeten
     return g
 
 
+def z_image_cut_out() -> Graph:
+    g = Graph("Z-Image Turbo - cut out a concept")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors",
+                                              "lumina2", "ae.safetensors")
+    g.note((0, 440), [320, 320], model_files(model, clip, vae) + """
+Z-Image Turbo (8 steps, cfg 1, res_multistep), sampled as in ComfyUI's Z-Image Turbo template.
+
+1. KSampler makes the picture while Concept Attention records the concepts.
+2. Load the background to paste onto; it is scaled to the picture's size.
+3. *Concept Mask* picks `dog`, Feather Mask softens its edge and Image Composite Masked pastes the dog
+   from the picture onto the background.
+""")
+    shift = g.add("ModelSamplingAuraFlow", (400, 0), {"shift": 3.0}, size=[400, 58])
+    g.link(model, 0, shift, "model")
+    ca = g.add("ConceptAttentionPatch", (400, 110), {"concepts": DOG_CONCEPTS}, size=[400, 250])
+    g.link(shift, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc = g.add("CLIPTextEncode", (400, 420), {"text": DOG_PROMPT}, size=[400, 160], title="Prompt",
+                color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("ConditioningZeroOut", (400, 630), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    latent = g.add("EmptySD3LatentImage", (400, 720), {"width": 1024, "height": 1024, "batch_size": 1},
+                   size=[400, 106])
+    ks = ksampler(g, 860, 0, ca, enc, neg, latent, steps=8, sampler="res_multistep")
+    dec = g.add("VAEDecode", (860, 320), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 430), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(ks, 0, masks, "latent")
+    g.link(dec, 0, masks, "image")
+    seg = image_out(g, "PreviewImage", (860, 610), title="Segmentation", size=(320, 320))
+    g.link(masks, "segmentation", seg, "images")
+
+    background = g.add("LoadImage", (1240, 0), {"image": "example.png"}, size=[320, 380], title="Background image")
+    scaled = g.add("ImageScale", (1240, 440), {"upscale_method": "lanczos", "width": 1024, "height": 1024,
+                                               "crop": "center"}, size=[320, 154])
+    g.link(background, 0, scaled, "image")
+
+    cm = g.add("ConceptAttentionSelectMask", (1620, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    feather = g.add("FeatherMask", (1620, 190), {"left": 8, "top": 8, "right": 8, "bottom": 8}, size=[320, 130])
+    g.link(cm, 0, feather, "mask")
+    comp = g.add("ImageCompositeMasked", (1620, 380), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(scaled, 0, comp, "destination")
+    g.link(dec, 0, comp, "source")
+    g.link(feather, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (1620, 590), title="Cut-out mask", size=(320, 320))
+    g.link(feather, 0, mask_view, "mask")
+    save = image_out(g, "SaveImage", (2000, 0), prefix="concept_attention/z_image_composite")
+    g.link(comp, 0, save, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Picture with Concept Attention", [shift, ca, enc, neg, latent, ks, dec, masks, seg],
+            GROUP_COLORS["generate"])
+    g.group("2. Background", [background, scaled], GROUP_COLORS["output"])
+    g.group("3. Cut out the concept", [cm, feather, comp, mask_view], GROUP_COLORS["concepts"])
+    return g
+
+
 WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
              sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept,
-             klein_inpainting]
+             klein_inpainting, z_image_cut_out]
 
 
 def main() -> None:

@@ -46,6 +46,9 @@ EXPECTED = {  # the file names are the titles ComfyUI's template browser shows
                                            "SamplerCustomAdvanced", "ConceptAttentionMasks",
                                            "ConceptAttentionSelectMask", "GrowMask", "FeatherMask",
                                            "SetLatentNoiseMask"},
+    "Z-Image Turbo - cut out a concept": {"UNETLoader", "CLIPLoader", "VAELoader", "ModelSamplingAuraFlow",
+                                          "ConceptAttentionPatch", "KSampler", "ConceptAttentionMasks",
+                                          "ConceptAttentionSelectMask", "ImageScale", "ImageCompositeMasked"},
 }
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]

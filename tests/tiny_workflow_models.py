@@ -83,6 +83,11 @@ def _klein():
     return tiny_flux2(seed=0, klein=True, context_in_dim=96)  # the width of tiny_encoders.tiny_klein_clip
 
 
+def _z_image():
+    from tiny_lumina import tiny_z_image
+    return tiny_z_image(seed=0)
+
+
 def _encoder(name, **options):
     def build():
         import tiny_encoders
@@ -97,6 +102,7 @@ DIFFUSION_MODELS = {
     "Chroma1-HD-fp8mixed.safetensors": _chroma,
     "qwen_image_edit_2511_bf16.safetensors": _qwen_image_edit,
     "flux-2-klein-4b.safetensors": _klein,
+    "z_image_turbo_bf16.safetensors": _z_image,
 }
 # (CLIP type, file names) -> tiny text encoder: the type and the file together pick the encoder in ComfyUI
 TEXT_ENCODERS = {
@@ -104,6 +110,7 @@ TEXT_ENCODERS = {
     ("chroma", "t5xxl_fp8_e4m3fn_scaled.safetensors"): _encoder("tiny_chroma_clip"),
     ("qwen_image", "qwen_2.5_vl_7b_fp8_scaled.safetensors"): tiny_qwen_image_edit_clip,
     ("flux2", "qwen_3_4b.safetensors"): _encoder("tiny_klein_clip", variant="4b"),
+    ("lumina2", "qwen_3_4b.safetensors"): _encoder("tiny_zimage_clip"),
 }
 VAES = {
     "ae.safetensors": host.tiny_vae,

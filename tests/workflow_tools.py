@@ -35,7 +35,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 MODEL_FILES = {
     "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
                          "Chroma1-HD-fp8mixed.safetensors", "qwen_image_edit_2511_bf16.safetensors",
-                         "flux-2-klein-4b.safetensors"],
+                         "flux-2-klein-4b.safetensors", "z_image_turbo_bf16.safetensors"],
     "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
                       "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_3_4b.safetensors"],
     "vae": ["ae.safetensors", "qwen_image_vae.safetensors", "flux2-vae.safetensors"],
