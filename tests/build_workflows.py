@@ -58,6 +58,10 @@ MODEL_URLS = {
         "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
     "flux2-vae.safetensors":
         "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
+    "krea2_turbo_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/Krea-2/resolve/main/diffusion_models/krea2_turbo_fp8_scaled.safetensors",
+    "qwen3vl_4b_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/Krea-2/resolve/main/text_encoders/qwen3vl_4b_fp8_scaled.safetensors",
     "z_image_turbo_bf16.safetensors":
         "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/diffusion_models/"
         "z_image_turbo_bf16.safetensors",
@@ -819,9 +823,69 @@ Z-Image Turbo (8 steps, cfg 1, res_multistep), sampled as in ComfyUI's Z-Image T
     return g
 
 
+def krea2_inpaint_image() -> Graph:
+    g = Graph("Krea 2 - inpaint an existing image")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "krea2_turbo_fp8_scaled.safetensors",
+                                              "qwen3vl_4b_fp8_scaled.safetensors", "krea2",
+                                              "qwen_image_vae.safetensors")
+    image = g.add("LoadImage", (0, 470), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 930), [320, 320], model_files(model, clip, vae) + """
+Krea 2 Turbo (8 steps, cfg 1), from Comfy-Org's Krea-2 files.
+
+1. The image is scaled to about one megapixel; *Concept Attention from Image* maps it.
+2. *Concept Mask* picks `dress`; Grow Mask and Feather Mask widen and soften it.
+3. Set Latent Noise Mask limits KSampler to that region: it paints what the prompt asks for (a blue
+   denim dress) and keeps the rest of the picture.
+""")
+    scaled = g.add("ImageScaleToTotalPixels", (400, 0), {"upscale_method": "lanczos", "megapixels": 1.0,
+                                                         "resolution_steps": 16}, size=[400, 130])
+    g.link(image, 0, scaled, "image")
+    latent = g.add("VAEEncode", (400, 190), size=[400, 46])
+    g.link(scaled, 0, latent, "pixels")
+    g.link(vae, 0, latent, "vae")
+    fi = g.add("ConceptAttentionFromImage", (400, 300),
+               {"concepts": "girl, hair, dress, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
+                "samples": 1, "seed": 0}, size=[400, 420])
+    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (scaled, "image")):
+        g.link(src, 0, fi, name)
+    seg = image_out(g, "PreviewImage", (400, 790), title="Segmentation", size=(400, 330))
+    g.link(fi, "segmentation", seg, "images")
+
+    cm = g.add("ConceptAttentionSelectMask", (860, 0), {"concept": "dress", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(fi, "concept_maps", cm, "concept_maps")
+    grow = g.add("GrowMask", (860, 190), {"expand": 16, "tapered_corners": True}, size=[320, 82])
+    g.link(cm, 0, grow, "mask")
+    feather = g.add("FeatherMask", (860, 330), {"left": 16, "top": 16, "right": 16, "bottom": 16},
+                    size=[320, 130])
+    g.link(grow, 0, feather, "mask")
+    noise_mask = g.add("SetLatentNoiseMask", (860, 520), size=[320, 46])
+    g.link(latent, 0, noise_mask, "samples")
+    g.link(feather, 0, noise_mask, "mask")
+    mask_view = image_out(g, "MaskPreview", (860, 640), title="Inpaint mask", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+
+    enc = g.add("CLIPTextEncode", (1240, 0), {"text": DRAWING_CAPTION.replace("a pink dress", "a blue denim dress")},
+                size=[400, 160], title="Prompt for the masked region", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("ConditioningZeroOut", (1240, 210), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    ks = ksampler(g, 1240, 300, model, enc, neg, noise_mask, steps=8, seed=7)
+    dec = g.add("VAEDecode", (1240, 620), size=[400, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    save = image_out(g, "SaveImage", (1700, 0), prefix="concept_attention/krea2_inpainted")
+    g.link(dec, 0, save, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Map the image", [scaled, latent, fi, seg], GROUP_COLORS["generate"])
+    g.group("2. Mask of one concept", [cm, grow, feather, noise_mask, mask_view], GROUP_COLORS["concepts"])
+    g.group("3. Inpaint the region", [enc, neg, ks, dec], GROUP_COLORS["edit"])
+    return g
+
+
 WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
              sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept,
-             klein_inpainting, z_image_cut_out]
+             klein_inpainting, z_image_cut_out, krea2_inpaint_image]
 
 
 def main() -> None:

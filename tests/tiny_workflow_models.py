@@ -27,7 +27,7 @@ def _vae_from(module: torch.nn.Module, seed: int):
 
 
 def tiny_wan21_vae(seed: int = 3, dim: int = 8):
-    """The Wan 2.1 VAE (Qwen-Image): 16 latent channels, 8x spatial and causal 4x temporal compression, 5-D
+    """The Wan 2.1 VAE (Qwen-Image, Krea 2): 16 latent channels, 8x spatial and causal 4x temporal compression, 5-D
     latents; its base width `dim` (96 in the released file) is read from `decoder.head.0.gamma`."""
     from comfy.ldm.wan.vae import WanVAE
 
@@ -88,6 +88,11 @@ def _z_image():
     return tiny_z_image(seed=0)
 
 
+def _krea2():
+    from tiny_krea2 import tiny_krea2
+    return tiny_krea2(seed=0, txtlayers=12)  # tiny_encoders.tiny_krea2_clip taps twelve layers, as the real one
+
+
 def _encoder(name, **options):
     def build():
         import tiny_encoders
@@ -103,6 +108,7 @@ DIFFUSION_MODELS = {
     "qwen_image_edit_2511_bf16.safetensors": _qwen_image_edit,
     "flux-2-klein-4b.safetensors": _klein,
     "z_image_turbo_bf16.safetensors": _z_image,
+    "krea2_turbo_fp8_scaled.safetensors": _krea2,
 }
 # (CLIP type, file names) -> tiny text encoder: the type and the file together pick the encoder in ComfyUI
 TEXT_ENCODERS = {
@@ -111,6 +117,7 @@ TEXT_ENCODERS = {
     ("qwen_image", "qwen_2.5_vl_7b_fp8_scaled.safetensors"): tiny_qwen_image_edit_clip,
     ("flux2", "qwen_3_4b.safetensors"): _encoder("tiny_klein_clip", variant="4b"),
     ("lumina2", "qwen_3_4b.safetensors"): _encoder("tiny_zimage_clip"),
+    ("krea2", "qwen3vl_4b_fp8_scaled.safetensors"): _encoder("tiny_krea2_clip"),
 }
 VAES = {
     "ae.safetensors": host.tiny_vae,

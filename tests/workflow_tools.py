@@ -35,9 +35,11 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 MODEL_FILES = {
     "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
                          "Chroma1-HD-fp8mixed.safetensors", "qwen_image_edit_2511_bf16.safetensors",
-                         "flux-2-klein-4b.safetensors", "z_image_turbo_bf16.safetensors"],
+                         "flux-2-klein-4b.safetensors", "z_image_turbo_bf16.safetensors",
+                         "krea2_turbo_fp8_scaled.safetensors"],
     "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
-                      "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_3_4b.safetensors"],
+                      "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_3_4b.safetensors",
+                      "qwen3vl_4b_fp8_scaled.safetensors"],
     "vae": ["ae.safetensors", "qwen_image_vae.safetensors", "flux2-vae.safetensors"],
     "checkpoints": ["sd3.5_large_fp8_scaled.safetensors"],
 }
@@ -57,6 +59,7 @@ SHRINK = {
     "EmptyFlux2LatentImage": {"width": 64, "height": 64},
     "Flux2Scheduler": {"steps": 2, "width": 64, "height": 64},
     "ImageScale": {"width": 64, "height": 64},
+    "ImageScaleToTotalPixels": {"megapixels": 0.01},  # its minimum: 96x96 for a square image
     "KSampler": {"steps": 2},
     "ConceptAttentionPatch": {"blocks": "1-2"},
     "ConceptAttentionFromImage": {"blocks": "1-2"},
