@@ -18,7 +18,7 @@ from .concepts import Concepts
 from .errors import ConceptAttentionError
 from .hooks import BlockReplaceHook, ModelAttentionHook, StopForward
 from .recorder import Recorder, Run
-from .selection import check_blocks
+from .selection import ALL, check_blocks
 
 __all__ = ["attach", "StopForward"]
 
@@ -27,8 +27,9 @@ def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: st
            softmax: bool = True, stop_after_last_layer: bool = False):
     """Clone `model_patcher` and attach ConceptAttention. Returns (patched clone, Recorder).
 
-    layers: 0-based joint block indices (None: the model's default set). steps: 0-based sampling step
-    indices to record (None: the family's default, every step for most). space: "output" (the method), or
+    layers: 0-based joint block indices (None: the model's default set, "all": every joint block). steps: 0-based
+    sampling step indices to record (None: the family's default, every step for most; "all": every step).
+    space: "output" (the method), or
     the baselines "cross_attention" and "value"; softmax=False keeps raw scores (an ablation: maps then no
     longer sum to 1). stop_after_last_layer: end each model call after the last needed block (maps only).
     """
@@ -40,13 +41,19 @@ def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: st
         raise ConceptAttentionError(f"space must be one of {maps_math.SPACES}, got {space!r}.")
     if space not in adapter.spaces:
         raise ConceptAttentionError(adapter.unsupported_space_message(space))
-    blocks = adapter.default_blocks() if layers is None else check_blocks(list(layers), adapter.num_blocks, model_name)
+    if layers is None:
+        blocks = adapter.default_blocks()
+    elif layers == ALL:
+        blocks = list(range(adapter.num_blocks))
+    else:
+        blocks = check_blocks(list(layers), adapter.num_blocks, model_name)
     if not blocks:
         raise ConceptAttentionError(f"No blocks selected; valid indices for {model_name} are 0-{adapter.num_blocks - 1}.")
-    if steps is not None:
+    if steps is not None and steps != ALL:
         steps = sorted(set(int(s) for s in steps))
         if not steps or steps[0] < 0:
-            raise ConceptAttentionError("Steps are 0-based sampling step indices (0, 1, ...), or None for all.")
+            raise ConceptAttentionError("Steps are 0-based sampling step indices (0, 1, ...), 'all', or None for the "
+                                        "model's default.")
     _check_embedding_width(adapter, concepts, model_name)
 
     rule = maps_math.MapRule(softmax, adapter.softmax_temperature)

@@ -19,6 +19,7 @@ from .concepts import Concepts
 from .errors import ConceptAttentionError
 from .maps import MapAccumulator, MapRule
 from .masks import ConceptMaps
+from .selection import ALL
 
 KEPT_RUNS = 16
 
@@ -61,7 +62,7 @@ class Recorder:
         self.adapter = adapter
         self.family = adapter.family
         self.blocks = blocks
-        self.steps = None if steps is None else frozenset(steps)
+        self.steps = steps if steps is None or steps == ALL else frozenset(steps)
         self.space = space
         self.rule = rule
         self.latent_scale = adapter.base_model.latent_format.spacial_downscale_ratio
@@ -139,10 +140,10 @@ class Recorder:
         steps = self.steps
         if steps is None:
             steps = self.adapter.default_steps(total_steps)
-        return steps is None or step in steps
+        return steps is None or steps == ALL or step in steps
 
     def _why_empty(self, run: Run) -> str:
-        if run.steps_offered and self.steps is not None:
+        if run.steps_offered and self.steps not in (None, ALL):
             return (f"The run recorded no maps: the selected steps {sorted(self.steps)} were not among the "
                     f"steps that ran ({min(run.steps_offered)}-{max(run.steps_offered)}). Widen the step "
                     f"selection or leave it at 'all'.")

@@ -1,20 +1,24 @@
-"""Parsing of the block and step selections that users type ("15-18", "0, 2, 4-6", "all")."""
+"""Parsing of the block and step selections that users type ("15-18", "0, 2, 4-6", "all", or empty)."""
 
 from __future__ import annotations
 
 from .errors import ConceptAttentionError
 
-ALL = ("", "all", "default")
+DEFAULT = ("", "default")
+ALL = "all"  # every block, or every step of the run
 STEPS_HOW = ("Steps count from 0 over the sampler's run: '0-9' is its first ten steps, '0, 2, 4' three of them, "
-             "'all' every step.")
-OTHERS_HOW = "Write 0-based indices and ranges such as '15-18' or '0, 2, 4-6', or leave it empty for the default."
+             "'all' every step, empty the model's default.")
+OTHERS_HOW = ("Write 0-based indices and ranges such as '15-18' or '0, 2, 4-6', 'all', or leave it empty for the "
+              "model's default.")
 
 
-def parse_index_list(text: str, what: str) -> list[int] | None:
-    """Parse "3, 5-7" into [3, 5, 6, 7]; "", "all" or "default" give None (the default set)."""
+def parse_index_list(text: str, what: str) -> list[int] | str | None:
+    """Parse "3, 5-7" into [3, 5, 6, 7]; "" or "default" give None (the model's default set), "all" gives ALL."""
     text = text.strip().lower()
-    if text in ALL:
+    if text in DEFAULT:
         return None
+    if text == ALL:
+        return ALL
     how = STEPS_HOW if what == "steps" else OTHERS_HOW
     indices: list[int] = []
     for part in text.replace(";", ",").split(","):

@@ -17,6 +17,8 @@ Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
 CATEGORY = "mask/concept attention"
 MODELS = supported_text()  # from the model family adapters' own declarations
 BLOCK_DEFAULTS = "; ".join(f"{cls.family}: {cls.default_blocks_text}" for cls in adapter_classes())
+STEP_DEFAULTS = "; ".join(f"{cls.family}: {cls.default_steps_text}" for cls in adapter_classes()
+                          if cls.default_steps_text != "every step")
 # What people type into the node search when they look for this pack (matched besides the display names).
 SEARCH_ALIASES = ["segment", "segmentation", "mask from text", "text to mask", "attention mask", "concept",
                   "saliency map"]
@@ -29,10 +31,17 @@ def concepts_input():
                                    "'background' concept when the scene has one.")
 
 
+def steps_input():
+    return io.String.Input("steps", default="", advanced=True,
+                           tooltip=f"0-based sampling steps to average over, e.g. '0-9'; 'all': every step of the "
+                                   f"run. Empty: the model's default, every step except for {STEP_DEFAULTS}.")
+
+
 def blocks_input():
     return io.String.Input("blocks", default="", advanced=True,
                            tooltip=f"0-based joint (double) block indices to read maps from, e.g. '15-18' or "
-                                   f"'10, 12-14'. Empty: the model's default ({BLOCK_DEFAULTS}).")
+                                   f"'10, 12-14'; 'all': every joint block. Empty: the model's default "
+                                   f"({BLOCK_DEFAULTS}).")
 
 
 def token_mode_input():

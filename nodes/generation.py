@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from ..concept_attention import attach, encode_concepts, parse_concepts
 from ..concept_attention.selection import parse_index_list
 from .common import (CATEGORY, MODELS, SEARCH_ALIASES, Handle, blocks_input, check_typed_text, concepts_input,
-                     map_node_output, map_outputs, overlay_input, space_input, token_mode_input)
+                     map_node_output, map_outputs, overlay_input, space_input, steps_input, token_mode_input)
 
 
 class ConceptAttentionPatch(io.ComfyNode):
@@ -28,9 +28,7 @@ class ConceptAttentionPatch(io.ComfyNode):
                 io.Clip.Input("clip", tooltip="The text encoder that belongs to the model; it encodes the concepts."),
                 concepts_input(),
                 blocks_input(),
-                io.String.Input("steps", default="all", advanced=True,
-                                tooltip="0-based sampling steps to average over, e.g. '0-9'. 'all' (default): "
-                                        "every step of the run."),
+                steps_input(),
                 token_mode_input(),
                 space_input(),
             ],
@@ -47,7 +45,7 @@ class ConceptAttentionPatch(io.ComfyNode):
         return check_typed_text(concepts=concepts, blocks=blocks, steps=steps)
 
     @classmethod
-    def execute(cls, model, clip, concepts, blocks="", steps="all", token_mode="mean", space="output"):
+    def execute(cls, model, clip, concepts, blocks="", steps="", token_mode="mean", space="output"):
         encoded = encode_concepts(clip, parse_concepts(concepts), token_mode)
         patched, recorder = attach(model, encoded, layers=parse_index_list(blocks, "blocks"),
                                    steps=parse_index_list(steps, "steps"), space=space)

@@ -118,6 +118,11 @@ def test_default_blocks_steps_and_map_rule(dev, klein):
         [1, 2, 3], {4, 5}, None)
     assert not torch.allclose(recorder.maps(), per_block_softmax, atol=1e-2)
 
+    every, every_recorder = attach(klein, concepts, steps="all")  # 'all' overrides the default: every step
+    _, calls = sample_recording(klein, every, positive, negative, tiny_flux2.latent(batch=1), cfg=2.0, steps=7)
+    torch.testing.assert_close(every_recorder.maps(), expected(klein, calls, concepts, [1, 2, 3], set(range(7))),
+                               rtol=1e-5, atol=1e-6)
+
 
 @pytest.mark.parametrize("variant,method", [("dev", "index"), ("klein", "index_timestep_zero")])
 def test_reference_images_stay_out_of_the_maps(dev, klein, variant, method):

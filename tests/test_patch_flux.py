@@ -172,6 +172,7 @@ def test_unsupported_model_and_bad_blocks_are_clear_errors(flux, concepts):
         attach(sdxl, concepts)
     with pytest.raises(ConceptAttentionError, match=r"Block index 3 is out of range.*valid indices are 0-2"):
         attach(flux, concepts, layers=[1, 3])
+    assert attach(flux, concepts, layers="all")[1].blocks == [0, 1, 2]
     with pytest.raises(ConceptAttentionError, match="width 32"):
         from concept_attention import Concepts
         attach(flux, Concepts(["a"], torch.zeros(1, 7)))

@@ -1,14 +1,15 @@
 import pytest
 
 from concept_attention.errors import ConceptAttentionError
-from concept_attention.selection import check_blocks, parse_index_list
+from concept_attention.selection import ALL, check_blocks, parse_index_list
 
 
 def test_parse_index_list():
     assert parse_index_list("15-18", "blocks") == [15, 16, 17, 18]
     assert parse_index_list(" 3, 1; 5-6 ,", "steps") == [1, 3, 5, 6]
-    for default in ("", "all", "Default"):
+    for default in ("", " ", "Default"):
         assert parse_index_list(default, "steps") is None
+    assert parse_index_list(" All", "steps") == ALL == "all"
     assert parse_index_list("5 - 7", "blocks") == [5, 6, 7]
 
 

@@ -66,6 +66,7 @@ class ModelAdapter:
     family = ""                   # e.g. "Flux.1"
     models = ""                   # e.g. "dev, schnell, Krea, Fill, Kontext"
     default_blocks_text = ""      # e.g. "double blocks 15-18 (the last four)"
+    default_steps_text = "every step"  # what `default_steps` records, for the node's tooltip
     defaults_published = False    # True where the defaults are the paper authors' published choice
     hook = BLOCK_REPLACE
     block_key = "double_block"    # patches_replace["dit"] key of the joint blocks (BLOCK_REPLACE)

@@ -44,6 +44,7 @@ class Flux2Adapter(FluxAdapter):
     models = "dev, Klein 4B, Klein 9B; with reference images only the generated image is mapped"
     default_blocks_text = ("the last three double blocks (the authors' 5-7 on dev; 5-7 on Klein 9B, 2-4 on Klein 4B), "
                            "the last 30% of the steps, one softmax over the averaged scores at temperature 1000")
+    default_steps_text = "the last 30% of the steps (the authors' choice)"
     defaults_published = True
     softmax_temperature = 1000.0
 
