@@ -80,7 +80,8 @@ class Recorder:
 
     # ---- results ----
     def maps(self) -> torch.Tensor:
-        """Maps [B, C, h, w] (float32, token grid, softmax over C) of the latest finished run."""
+        """Maps [B, C, h, w] (video: [B, C, T, h, w]; float32, token grid, softmax over C) of the latest
+        finished run."""
         if self._latest is None:
             raise ConceptAttentionError(
                 "No sampling run has finished with this Concept Attention model yet. Sample with the patched "
@@ -102,8 +103,11 @@ class Recorder:
         return self.concept_maps(self.maps_for(samples), samples.shape[-2:])
 
     def concept_maps(self, maps: torch.Tensor, latent_hw) -> ConceptMaps:
+        """Maps [B, C, h, w] (video: [B, C, T, h, w], with the family's frame layout) as ConceptMaps at the
+        size of the latent's pixels."""
         size = (latent_hw[0] * self.latent_scale, latent_hw[1] * self.latent_scale)
-        return ConceptMaps(self.names, maps, size, self.pixels_per_token)
+        frames = self.adapter.frame_layout() if maps.ndim == 5 else None
+        return ConceptMaps(self.names, maps, size, self.pixels_per_token, frames)
 
     @staticmethod
     def _checked(result: RunResult) -> torch.Tensor:

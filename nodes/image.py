@@ -26,7 +26,8 @@ class ConceptAttentionFromImage(io.ComfyNode):
                                                 "description). It is not changed."),
                 io.Clip.Input("clip", tooltip="The model's text encoder, for the concepts and the caption."),
                 io.Vae.Input("vae", tooltip="The model's VAE, to encode the image."),
-                io.Image.Input("image", tooltip="The image (or batch of images) to map."),
+                io.Image.Input("image", tooltip="The image (or batch of images) to map. Video models: the "
+                                                "frames of one video, mapped in one pass per sample."),
                 concepts_input(),
                 io.String.Input("caption", multiline=True, default="",
                                 tooltip="Optional prompt describing the image; it steers the image stream as "
@@ -54,5 +55,5 @@ class ConceptAttentionFromImage(io.ComfyNode):
         concept_maps = maps_from_latent(model, encoded, latent, positive, noise_level=noise_level,
                                         samples=samples, seed=seed, layers=parse_index_list(blocks, "blocks"),
                                         space=space)
-        concept_maps = concept_maps.with_image_size(tuple(image.shape[1:3]))
+        concept_maps = concept_maps.with_image_size(tuple(image.shape[1:3]), frames=image.shape[0])
         return map_node_output(concept_maps, image)

@@ -207,11 +207,12 @@ def sd3_reference(dm, call, embeddings, blocks):
     return out
 
 
-def expected_maps(calls, per_call, blocks, steps=None):
-    """Mean over recorded blocks and schedule steps of the cond rows' saliency, as [B, C, h, w].
+def expected_maps(calls, per_call, blocks, steps=None, grid=None):
+    """Mean over recorded blocks and schedule steps of the cond rows' saliency, as [B, C, h, w] (or [B, C, *grid]
+    for a given token grid, e.g. a video's (frames, h, w); default: 2x2 patches of the latent).
 
     A step counts once (the first model call at that sigma); calls at sigmas off the schedule do not count."""
-    total, count, grid, seen = None, 0, None, set()
+    total, count, seen = None, 0, set()
     for call in calls:
         hits = torch.isclose(call["sample_sigmas"], call["sigmas"][:1].float(), rtol=1e-4).nonzero()
         if len(hits) == 0:
@@ -231,7 +232,8 @@ def expected_maps(calls, per_call, blocks, steps=None):
                 s = saliency[b][j * per:(j + 1) * per]
                 total = s if total is None else total + s
                 count += 1
-        hw = call["x_hw"]
-        grid = ((hw[0] + 1) // 2, (hw[1] + 1) // 2)
+        if grid is None:
+            hw = call["x_hw"]
+            grid = ((hw[0] + 1) // 2, (hw[1] + 1) // 2)
     maps = total / count
     return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *grid)
