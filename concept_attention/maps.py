@@ -20,15 +20,20 @@ def concept_attention(q_c, k_c, v_c, k_x, v_x, scale: float | None = None) -> to
     """o_c = softmax(q_c [k_x; k_c]^T * scale) [v_x; v_c] per head, concept queries only, in fp32.
 
     All inputs are [B, H, L, Dh]; returns [B, C, HD] (fp32). The image keys and values are the block's own,
-    read in chunks: the logits over all N + C keys [B, H, C, N + C] are the only tensor that grows with N.
+    read in chunks: the attention weights over all N + C keys [B, H, C, N + C] (fp32, softmax taken in place)
+    are the only tensor that grows with N.
     `scale` defaults to 1/sqrt(Dh), as in the block's own attention.
     """
     scale = q_c.shape[-1] ** -0.5 if scale is None else scale
     q = q_c.float() * scale
-    image_keys = k_x.split(CHUNK_TOKENS, dim=2)
-    logits = torch.cat([q @ k.float().transpose(-1, -2) for k in (*image_keys, k_c)], dim=-1)
-    weights = logits.softmax(dim=-1)
     n = k_x.shape[2]
+    weights = torch.empty(*q.shape[:3], n + k_c.shape[2], device=q.device)
+    for start, k in zip(range(0, n, CHUNK_TOKENS), k_x.split(CHUNK_TOKENS, dim=2)):
+        weights[..., start:start + k.shape[2]] = q @ k.float().transpose(-1, -2)
+    weights[..., n:] = q @ k_c.float().transpose(-1, -2)
+    weights -= weights.amax(dim=-1, keepdim=True)  # the softmax over all keys, in place
+    weights.exp_()
+    weights /= weights.sum(dim=-1, keepdim=True)
     out = weights[..., n:] @ v_c.float()
     for start, v in zip(range(0, n, CHUNK_TOKENS), v_x.split(CHUNK_TOKENS, dim=2)):
         out += weights[..., start:start + v.shape[2]] @ v.float()
