@@ -5,6 +5,9 @@ measured in one process on the same model (random weights: speed does not depend
     python benchmarks/overhead.py --preset flux-dev --device cuda  # full Flux-dev, 1024x1024, 10 concepts
     python benchmarks/overhead.py --list                         # every preset (benchmarks/presets/)
 
+ComfyUI is found as by the pack's scripts (concept_attention/eval/comfy_host.py): COMFYUI_PATH, else the
+ComfyUI whose custom_nodes folder holds this pack, else ~/ComfyUI.
+
 Prints one JSON object as its last line.
 """
 
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -48,8 +50,6 @@ def main(argv=None):
     parser.add_argument("--resolution", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--comfyui", help="ComfyUI folder (default: COMFYUI_PATH, the ComfyUI holding this pack, "
-                                           "or ~/ComfyUI)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,10 +68,8 @@ def main(argv=None):
     resolution = args.resolution or preset.resolution
     repeats = args.repeats or preset.repeats
 
-    if args.comfyui:
-        os.environ["COMFYUI_PATH"] = args.comfyui
     if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+        sys.path.append(str(REPO))  # appended: its nodes/ must not shadow ComfyUI's nodes.py
     from concept_attention.eval.comfy_host import setup
 
     setup(cpu=args.device == "cpu")  # the pack's one ComfyUI finder

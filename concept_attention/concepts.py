@@ -62,11 +62,11 @@ class Concepts:
 
 
 def parse_concepts(text: str) -> list[str]:
-    """Split "dog, grass, sky" (commas or new lines) into names; a trailing separator is allowed."""
-    parts = [p.strip() for p in re.split(r"[,\n]", text)]
-    while parts and not parts[-1]:
-        parts.pop()
-    return check_names(parts)
+    """Split a typed concept list into names: "dog, grass, sky", one per line, or both ("dog,\ngrass,\nsky").
+
+    Any run of commas, new lines and blanks is one separator, so blank lines, trailing commas and the ", ,"
+    left behind by deleting a word all read as a person means them."""
+    return check_names([name for name in re.split(r"\s*[,\n]\s*", text.strip()) if name])
 
 
 def check_names(names: list[str]) -> list[str]:
@@ -76,13 +76,14 @@ def check_names(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
-            raise ConceptAttentionError(
-                f"Concept number {i + 1} is empty. Remove the extra comma or type a word there.")
+            raise ConceptAttentionError(f"Concept number {i + 1} is empty. Give every concept a word or phrase.")
         key = name.strip().lower()
         if key in seen:
-            raise ConceptAttentionError(
-                f"Concept {name.strip()!r} appears twice (numbers {seen[key] + 1} and {i + 1}). "
-                f"Each concept must be listed once, since the maps compete over the list.")
+            first, numbers = names[seen[key]].strip(), f"numbers {seen[key] + 1} and {i + 1}"
+            what = (f"Concept {first!r} appears twice ({numbers})." if first == name.strip() else
+                    f"Concepts {first!r} and {name.strip()!r} ({numbers}) are the same concept: names are matched "
+                    f"ignoring case, as Concept Mask finds them.")
+            raise ConceptAttentionError(f"{what} List each concept once: the maps compete over the list.")
         seen[key] = i
     return [n.strip() for n in names]
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from .errors import ConceptAttentionError
 
 ALL = ("", "all", "default")
+STEPS_HOW = ("Steps count from 0 over the sampler's run: '0-9' is its first ten steps, '0, 2, 4' three of them, "
+             "'all' every step.")
+OTHERS_HOW = "Write 0-based indices and ranges such as '15-18' or '0, 2, 4-6', or leave it empty for the default."
 
 
 def parse_index_list(text: str, what: str) -> list[int] | None:
@@ -12,23 +15,22 @@ def parse_index_list(text: str, what: str) -> list[int] | None:
     text = text.strip().lower()
     if text in ALL:
         return None
+    how = STEPS_HOW if what == "steps" else OTHERS_HOW
     indices: list[int] = []
     for part in text.replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
+        start, dash, end = part.partition("-")
+        if not part.strip():
             continue
         try:
-            if "-" in part:
-                start, end = (int(p) for p in part.split("-", 1))
-                if end < start:
-                    raise ValueError
-                indices.extend(range(start, end + 1))
-            else:
-                indices.append(int(part))
+            first = int(start)
+            last = int(end) if dash else first
         except ValueError:
+            raise ConceptAttentionError(f"Could not read {what} {text!r}. {how}") from None
+        if last < first:
             raise ConceptAttentionError(
-                f"Could not read {what} {text!r}: write 0-based indices and ranges such as '15-18' or "
-                f"'0, 2, 4-6', or leave it empty for the default.") from None
+                f"The {what} range '{part.strip()}' is reversed (from {first} down to {last}): write the smaller "
+                f"index first, '{last}-{first}'." + (f" {how}" if what == "steps" else ""))
+        indices.extend(range(first, last + 1))
     if not indices:
         return None
     return sorted(set(indices))

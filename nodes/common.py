@@ -7,8 +7,10 @@ from comfy_api.latest import io
 from ..concept_attention import masks as mask_ops
 from ..concept_attention import video
 from ..concept_attention.adapters import adapter_classes, supported_text
-from ..concept_attention.concepts import TOKEN_MODES
+from ..concept_attention.concepts import TOKEN_MODES, parse_concepts
+from ..concept_attention.errors import ConceptAttentionError
 from ..concept_attention.maps import NODE_SPACES
+from ..concept_attention.selection import parse_index_list
 
 Handle = io.Custom("CONCEPT_ATTENTION")
 Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
@@ -73,3 +75,17 @@ def map_node_output(concept_maps: mask_ops.ConceptMaps, image=None) -> io.NodeOu
         return io.NodeOutput(video.masks_output(maps), *video.previews(maps, image), concept_maps)
     masks = maps.reshape(-1, *maps.shape[2:])
     return io.NodeOutput(masks, mask_ops.heatmaps(maps, image), mask_ops.segmentation(maps, image), concept_maps)
+
+
+def check_typed_text(concepts=None, blocks=None, steps=None) -> bool | str:
+    """The nodes' `validate_inputs`: reads what a person typed when the prompt is queued, before any model
+    loads. An input fed by a link arrives as None (its value is known only when the graph runs)."""
+    try:
+        if concepts is not None:
+            parse_concepts(concepts)
+        for text, what in ((blocks, "blocks"), (steps, "steps")):
+            if text is not None:
+                parse_index_list(text, what)
+    except ConceptAttentionError as error:
+        return str(error)
+    return True

@@ -6,8 +6,8 @@ from comfy_api.latest import io
 
 from ..concept_attention import attach, encode_concepts, parse_concepts
 from ..concept_attention.selection import parse_index_list
-from .common import (CATEGORY, MODELS, Handle, blocks_input, concepts_input, map_node_output, map_outputs,
-                     overlay_input, space_input, token_mode_input)
+from .common import (CATEGORY, MODELS, Handle, blocks_input, check_typed_text, concepts_input, map_node_output,
+                     map_outputs, overlay_input, space_input, token_mode_input)
 
 
 class ConceptAttentionPatch(io.ComfyNode):
@@ -40,6 +40,10 @@ class ConceptAttentionPatch(io.ComfyNode):
                               tooltip="Handle to the recorded maps: connect it to Concept Attention Masks."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, concepts=None, blocks=None, steps=None):
+        return check_typed_text(concepts=concepts, blocks=blocks, steps=steps)
 
     @classmethod
     def execute(cls, model, clip, concepts, blocks="", steps="all", token_mode="mean", space="output"):

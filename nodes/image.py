@@ -7,8 +7,8 @@ from comfy_api.latest import io
 from ..concept_attention import encode_concepts, parse_concepts
 from ..concept_attention.from_image import maps_from_latent
 from ..concept_attention.selection import parse_index_list
-from .common import (CATEGORY, MODELS, blocks_input, concepts_input, map_node_output, map_outputs, space_input,
-                     token_mode_input)
+from .common import (CATEGORY, MODELS, blocks_input, check_typed_text, concepts_input, map_node_output, map_outputs,
+                     space_input, token_mode_input)
 
 
 class ConceptAttentionFromImage(io.ComfyNode):
@@ -45,6 +45,10 @@ class ConceptAttentionFromImage(io.ComfyNode):
             ],
             outputs=map_outputs(),
         )
+
+    @classmethod
+    def validate_inputs(cls, concepts=None, blocks=None):
+        return check_typed_text(concepts=concepts, blocks=blocks)
 
     @classmethod
     def execute(cls, model, clip, vae, image, concepts, caption="", noise_level=0.5, samples=1, seed=0,

@@ -46,13 +46,18 @@ def load_pack():
 
 
 def init_weights(module: torch.nn.Module, seed: int) -> None:
-    """ComfyUI's ops leave weights uninitialised: fill them with a seeded, well-scaled random draw."""
+    """ComfyUI's ops leave weights uninitialised: fill them with a seeded, well-scaled random draw.
+
+    Gains of normalisation layers start near 1. That includes the RMS QK-norms of MMDiT (`attn.ln_q/ln_k`,
+    named without 'norm'): drawn at a bias's scale (0.05) they shrink every attention logit ~400x, attention
+    turns uniform and each image token's output is the same average, so the maps come out flat."""
     gen = torch.Generator().manual_seed(seed)
+    norm_gains = {f"{prefix}.weight" for prefix, m in module.named_modules() if "Norm" in type(m).__name__}
     with torch.no_grad():
         for name, p in module.named_parameters():
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) / p.shape[-1] ** 0.5)
-            elif "norm" in name or "scale" in name:
+            elif name in norm_gains or "norm" in name or "scale" in name:
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.05 * torch.randn(p.shape, generator=gen))
@@ -97,6 +102,21 @@ def tiny_sd3(seed: int = 0, depth: int = 3, self_attn_layers=(0,), context_width
     patcher = comfy.sd.load_diffusion_model_state_dict(net.state_dict())
     patcher.model.diffusion_model.to(torch.float32)
     return patcher
+
+
+VAE_CONFIG = {"params": {"embed_dim": 16, "ddconfig": {
+    "double_z": True, "z_channels": 16, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 32,
+    "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}
+
+
+def tiny_vae(seed: int = 3):
+    """An AutoencoderKL with Flux/SD3's latent layout (16 channels, 8x downscale), random weights."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    model = AutoencoderKL(**VAE_CONFIG["params"])
+    init_weights(model, seed)
+    return comfy.sd.VAE(sd=model.state_dict(), config=VAE_CONFIG)
 
 
 def tiny_flux_clip(seed: int = 1):

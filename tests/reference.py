@@ -237,3 +237,14 @@ def expected_maps(calls, per_call, blocks, steps=None, grid=None):
             grid = ((hw[0] + 1) // 2, (hw[1] + 1) // 2)
     maps = total / count
     return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *grid)
+
+
+# ---------- checks that a comparison can fail ----------
+def assert_maps_are_discriminating(maps, expected, atol=1e-5, rtol=1e-4):
+    """A flat map (the same value at every token) passes any spatial mix-up, so a comparison proves something
+    only when the maps vary across tokens far above float noise and the expected maps shifted by one token row
+    no longer match. maps, expected: [B, C, h, w]."""
+    spread = maps.flatten(2).std(-1)  # [B, C]: over the tokens
+    assert spread.min() > 100 * atol, f"maps are nearly flat across tokens (smallest std {spread.min():.2e})"
+    shifted = expected.roll(1, dims=2)
+    assert not torch.allclose(maps, shifted, rtol=rtol, atol=atol), "maps match the expected ones shifted by a row"

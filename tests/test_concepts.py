@@ -11,14 +11,33 @@ T5_SPECIAL = {0, 1}              # pad, EOS (T5 has no BOS)
 CLIP_SPECIAL = {49406, 49407}    # BOS, EOS (= pad for CLIP-L)
 
 
-def test_parse_concepts():
-    assert parse_concepts("dog, grass,sky\nwindow,") == ["dog", "grass", "sky", "window"]
+@pytest.mark.parametrize("text", [
+    "dog, grass, sky",
+    "dog\ngrass\nsky",
+    "dog,\ngrass,\nsky",          # commas and new lines together
+    "dog\n\ngrass\n\n\nsky\n",    # blank lines between and after
+    "dog, grass, sky,",            # trailing separator
+    ",dog,, grass , ,sky",         # leading and doubled commas: a deleted word leaves ", ,"
+    "  dog ,\r\n grass\t,\r\nsky  ",  # Windows line ends, tabs, spaces
+])
+def test_concept_lists_as_people_write_them(text):
+    assert parse_concepts(text) == ["dog", "grass", "sky"]
+
+
+def test_concept_names_keep_their_inner_spaces():
+    assert parse_concepts("ice cream,\nhot  dog") == ["ice cream", "hot  dog"]
+
+
+def test_concept_list_errors_say_what_is_wrong():
     with pytest.raises(ConceptAttentionError, match="No concepts"):
-        parse_concepts("  ")
+        parse_concepts(" ,\n, ")
+    with pytest.raises(ConceptAttentionError, match=r"^Concept 'dog' appears twice \(numbers 1 and 3\)"):
+        parse_concepts("dog, sky, dog")
+    with pytest.raises(ConceptAttentionError, match=r"^Concepts 'dog' and 'DOG' \(numbers 1 and 2\) are the same "
+                                                     r"concept: names are matched ignoring case"):
+        parse_concepts("dog\nDOG")
     with pytest.raises(ConceptAttentionError, match="number 2 is empty"):
-        parse_concepts("dog, , sky")
-    with pytest.raises(ConceptAttentionError, match="appears twice"):
-        parse_concepts("dog, Dog")
+        Concepts(["dog", " "], torch.zeros(2, 4))  # a list given in code is taken as it is
 
 
 def test_concepts_need_one_row_per_name():

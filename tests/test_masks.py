@@ -20,18 +20,30 @@ def test_upsampling_keeps_the_sum_and_crops_or_extends():
     assert up[0, 0, 0, 0] == pytest.approx(0.9) and up[0, 0, 0, -1] == pytest.approx(up[0, 0, 0, 31].item())
 
 
-def test_mask_modes():
-    maps = to_image_size(two_concepts(), (32, 32), 16)
-    soft = shape_mask(maps, 0, "soft")
-    torch.testing.assert_close(soft, maps[:, 0])
-    argmax = shape_mask(maps, 0, "argmax")
-    assert torch.equal(argmax + shape_mask(maps, 1, "argmax"), torch.ones(1, 32, 32))  # exclusive
-    mean = shape_mask(maps, 0, "mean_threshold")
-    assert torch.equal(mean, (maps[:, 0] > maps[:, 0].mean()).float())
-    value = shape_mask(maps, 0, "value_threshold", 0.85)
-    assert 0 < value.sum() < (maps[:, 0] > 0.5).sum()
+# Three concepts on a 2x3 token grid, written per pixel (each pixel's scores sum to 1, no ties).
+PIXELS = [[(0.60, 0.30, 0.10), (0.10, 0.70, 0.20), (0.30, 0.25, 0.45)],
+          [(0.20, 0.10, 0.70), (0.50, 0.20, 0.30), (0.35, 0.40, 0.25)]]
+THREE = torch.tensor(PIXELS).permute(2, 0, 1)[None]  # [1, 3, 2, 3]
+# Worked out by hand from PIXELS: where each concept is the largest score of its pixel...
+ARGMAX = [[[1, 0, 0], [0, 1, 0]], [[0, 1, 0], [0, 0, 1]], [[0, 0, 1], [1, 0, 0]]]
+# ...above its own mean (concept 0: 2.05/6 = 0.342, concept 1: 1.95/6 = 0.325, concept 2: 2.0/6 = 0.333)...
+ABOVE_MEAN = [[[1, 0, 0], [0, 1, 1]], [[0, 1, 0], [0, 0, 1]], [[0, 0, 1], [1, 0, 0]]]
+# ...and above 0.28.
+ABOVE_028 = [[[1, 0, 1], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]], [[0, 0, 1], [1, 1, 0]]]
+
+
+@pytest.mark.parametrize("mode,threshold,expected", [
+    ("argmax", 0.5, ARGMAX), ("mean_threshold", 0.5, ABOVE_MEAN), ("value_threshold", 0.28, ABOVE_028)])
+def test_mask_modes_give_the_masks_worked_out_by_hand(mode, threshold, expected):
+    for concept in range(3):
+        got = shape_mask(THREE, concept, mode, threshold)
+        assert torch.equal(got, torch.tensor(expected[concept], dtype=torch.float32)[None]), (mode, concept)
+
+
+def test_soft_mode_is_the_map_and_unknown_modes_are_refused():
+    torch.testing.assert_close(shape_mask(THREE, 1, "soft"), THREE[:, 1])
     with pytest.raises(ConceptAttentionError, match="soft, argmax"):
-        shape_mask(maps, 0, "blur")
+        shape_mask(THREE, 0, "blur")
 
 
 def test_concept_maps_pick_by_name():

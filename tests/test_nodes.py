@@ -67,6 +67,22 @@ def test_patch_node_reports_bad_input(pack, flux, clip):
         patch.execute(flux, clip, "cat", blocks="15-18")
 
 
+def test_queue_time_checks_read_typed_text_and_skip_links(pack):
+    """validate_inputs gets None for an input fed by a link (tests/test_server_run.py queues real prompts)."""
+    patch, from_image = pack.nodes.ConceptAttentionPatch, pack.nodes.ConceptAttentionFromImage
+    assert patch.validate_inputs(concepts="dog,\ngrass", blocks="1-2", steps="all") is True
+    assert patch.validate_inputs(concepts=None, blocks=None, steps=None) is True
+    assert patch.validate_inputs(concepts="dog", blocks="", steps="5-2").startswith("The steps range '5-2' is rev")
+    assert from_image.validate_inputs(concepts="sky, Sky", blocks="").startswith("Concepts 'sky' and 'Sky'")
+
+
+def test_comfyui_names_the_error_by_its_short_type():
+    """ComfyUI's UI shows `<type>: <message>`, the type as execution.full_type_name gives it."""
+    import execution
+
+    assert execution.full_type_name(ConceptAttentionError) == "ConceptAttentionError"
+
+
 def test_from_image_node(pack, flux, clip):
     image = torch.rand(1, 70, 64, 3)  # not a multiple of 16: masks still match the image
     masks, heat, seg, concept_maps = pack.nodes.ConceptAttentionFromImage.execute(

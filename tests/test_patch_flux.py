@@ -36,6 +36,7 @@ def test_maps_equal_the_equations(flux, clip, concepts, cfg, negative):
     maps = recorder.maps()
     assert maps.shape == (2, 3, 4, 5)
     torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-5)
+    reference.assert_maps_are_discriminating(maps, expected)
     assert not torch.allclose(maps[0], maps[1], atol=1e-3), "batch rows must stay separate"
 
 

@@ -51,6 +51,7 @@ def test_maps_equal_the_equations(sd3, clip, concepts, cfg, blocks):
     maps = recorder.maps()
     assert maps.shape == (2, 4, 4, 3)
     torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-5)
+    reference.assert_maps_are_discriminating(maps, expected)
     torch.testing.assert_close(maps.sum(1), torch.ones(2, 4, 3))
 
 

@@ -22,26 +22,6 @@ pytestmark = pytest.mark.host
 
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]
-SHRINK = {
-    "EmptySD3LatentImage": {"width": 64, "height": 64},
-    "ImageScale": {"width": 64, "height": 64},
-    "KSampler": {"steps": 2},
-    "ConceptAttentionPatch": {"blocks": "1-2"},  # the tiny models have 3 joint blocks
-    "ConceptAttentionFromImage": {"blocks": "1-2"},
-}
-VAE_CONFIG = {"params": {"embed_dim": 16, "ddconfig": {
-    "double_z": True, "z_channels": 16, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 32,
-    "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}
-
-
-def tiny_vae(seed: int = 3):
-    """An AutoencoderKL with Flux/SD3's latent layout (16 channels, 8x downscale), random weights."""
-    import comfy.sd
-    from comfy.ldm.models.autoencoder import AutoencoderKL
-
-    model = AutoencoderKL(**VAE_CONFIG["params"])
-    host.init_weights(model, seed)
-    return comfy.sd.VAE(sd=model.state_dict(), config=VAE_CONFIG)
 
 
 class FakeServer:
@@ -76,12 +56,12 @@ def comfy(tmp_path_factory):
 
     class TinyVAELoader(nodes.VAELoader):
         def load_vae(self, vae_name):
-            return (once("vae", tiny_vae),)
+            return (once("vae", host.tiny_vae),)
 
     class TinyCheckpointLoader(nodes.CheckpointLoaderSimple):
         def load_checkpoint(self, ckpt_name):
             return (once("sd3", lambda: host.tiny_sd3(seed=0)), once("sd3_clip", lambda: host.tiny_sd3_clip(seed=2)),
-                    once("vae", tiny_vae))
+                    once("vae", host.tiny_vae))
 
     kontext_module = sys.modules[nodes.NODE_CLASS_MAPPINGS["FluxKontextImageScale"].__module__]
     with wt.comfy_folders(tmp_path_factory.mktemp("comfy-run")) as root, pytest.MonkeyPatch.context() as mp:
@@ -100,7 +80,7 @@ def test_workflow_runs(comfy, path):
     workflow = json.loads(path.read_text(encoding="utf-8"))
     prompt = wt.ui_to_api(workflow, nodes.NODE_CLASS_MAPPINGS)
     for node in prompt.values():
-        node["inputs"].update(SHRINK.get(node["class_type"], {}))
+        node["inputs"].update(wt.SHRINK.get(node["class_type"], {}))
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("run", prompt, None))
     assert valid and not node_errors, (error, node_errors)
 

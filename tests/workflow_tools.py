@@ -44,6 +44,15 @@ LOADER_FOLDERS = {
     "CheckpointLoaderSimple": {"ckpt_name": "checkpoints"},
 }
 INPUT_IMAGES = ["example.png"]  # ComfyUI ships input/example.png
+# A workflow's API prompt shrunk for the tiny test models (tests/host.py) on a CPU: 64 px images and latents,
+# 2 sampling steps, blocks the tiny models have (3 joint blocks), per node type.
+SHRINK = {
+    "EmptySD3LatentImage": {"width": 64, "height": 64},
+    "ImageScale": {"width": 64, "height": 64},
+    "KSampler": {"steps": 2},
+    "ConceptAttentionPatch": {"blocks": "1-2"},
+    "ConceptAttentionFromImage": {"blocks": "1-2"},
+}
 
 _LOADED = None
 
