@@ -128,6 +128,8 @@ class Recorder:
         self.abort_run(run)
         if run.accumulator.count == 0:
             result = RunResult(None, self._why_empty(run))
+        elif output is not None and tuple(self.adapter.grid(output.shape)) != tuple(run.grid):
+            result = RunResult(None, self._partial(run.grid, self.adapter.grid(output.shape)))
         else:
             result = RunResult(run.accumulator.mean(run.grid))
         self._latest = result
@@ -144,6 +146,13 @@ class Recorder:
         if steps is None:
             steps = self.adapter.default_steps(total_steps)
         return steps is None or step in steps
+
+    @staticmethod
+    def _partial(recorded, whole) -> str:
+        return (f"The model was called on only part of this latent (a token grid of {tuple(recorded)} where the "
+                f"latent's is {tuple(whole)}), so its maps would not cover it. A context-window node (ComfyUI's "
+                f"Context Windows) does this to long videos; Concept Attention maps a whole clip in one model call. "
+                f"Sample without context windows to get masks.")
 
     def _why_empty(self, run: Run) -> str:
         if run.steps_offered and self.steps is not None:

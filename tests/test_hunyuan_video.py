@@ -272,6 +272,23 @@ def test_from_image_node_maps_a_video(models):
     assert torch.equal(clips[:, 9], clips[:, 8])  # the frame the encoder dropped takes the last latent frame
 
 
+def test_context_windows_are_a_clear_error(models, concepts):
+    """ComfyUI's Context Windows run the model on windows of frames: maps of one window must not pass for the
+    whole video's."""
+    import comfy.context_windows
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    from concept_attention import attach
+    windowed = ContextWindowsManualNode.execute(
+        models["1.5"], 2, 1, comfy.context_windows.ContextSchedules.STATIC_STANDARD, 1, False, "pyramid", 2,
+        False).result[0]
+    patched, recorder = attach(windowed, concepts)
+    out = host.sample(patched, *prompts(windowed.model.diffusion_model), latent_for(windowed.model.diffusion_model,
+                                                                                   batch=1, frames=4), steps=2)
+    with pytest.raises(ConceptAttentionError, match=r"only part of this latent \(a token grid of \(2, 4, 6\) where "
+                                                    r"the latent's is \(4, 4, 6\)\).*Context Windows"):
+        recorder.maps_for(out)
+
+
 def test_defaults_and_unsupported_models():
     import comfy.model_patcher
     import comfy.supported_models
