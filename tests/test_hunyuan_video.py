@@ -81,6 +81,24 @@ def test_video_is_bit_identical(models, concepts):
                            host.sample(patched, positive, negative, latent, cfg=cfg, steps=2))
 
 
+def test_half_precision(models, concepts):
+    """bf16 and fp16 weights: the video stays bit-identical, the maps stay close to the fp32 model's."""
+    from concept_attention import attach
+    fp32 = models["1.5"]
+    positive, negative = prompts(fp32.model.diffusion_model)
+    latent = latent_for(fp32.model.diffusion_model, batch=1)
+    patched, recorder = attach(fp32, concepts)
+    host.sample(patched, positive, negative, latent, cfg=2.0, steps=2)
+    for dtype in (torch.bfloat16, torch.float16):
+        model = thv.tiny_hunyuan_video("1.5", dtype=dtype)
+        patched, half = attach(model, concepts)
+        assert torch.equal(host.sample(model, positive, negative, latent, cfg=2.0, steps=2),
+                           host.sample(patched, positive, negative, latent, cfg=2.0, steps=2))
+        maps = half.maps()
+        assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
+        assert (maps - recorder.maps()).abs().max() < 0.15
+
+
 def i2v_conditioning(frames=3, h=4, w=6):
     """What HunyuanVideo15ImageToVideo adds (start image as concat channels of the first latent frame, its
     SigLIP tokens), plus byT5 glyph tokens."""

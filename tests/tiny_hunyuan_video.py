@@ -37,17 +37,18 @@ VARIANTS = {  # name -> (ComfyUI model config class, config)
 }
 
 
-def tiny_hunyuan_video(variant: str = "1.5", seed: int = 0, **overrides):
-    """A ModelPatcher of a tiny model of `variant` ("1.5", "1.0", "1.0-i2v", "image-2.1"); `overrides` change
-    the config (e.g. depth=4)."""
+def tiny_hunyuan_video(variant: str = "1.5", seed: int = 0, dtype=torch.float32, **overrides):
+    """A ModelPatcher of a tiny model of `variant` ("1.5", "1.0", "1.0-i2v", "image-2.1") in `dtype`;
+    `overrides` change the config (e.g. depth=4)."""
     import comfy.model_patcher
     import comfy.supported_models
 
     name, config = VARIANTS[variant]
     model_config = getattr(comfy.supported_models, name)({**config, **overrides})
-    model_config.set_inference_dtype(torch.float32, None)
+    model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model({})
     init_weights(model.diffusion_model, seed)
+    model.diffusion_model.to(dtype)
     return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
 
 

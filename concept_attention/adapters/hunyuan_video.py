@@ -78,8 +78,7 @@ class HunyuanVideoAdapter(ModelAdapter):
         tokens = expand_rows(embeddings.to(device=call.device, dtype=call.dtype), batch).reshape(batch * count, 1, -1)
         c = dm.txt_in(tokens, timesteps.repeat_interleave(count), None).reshape(batch, count, -1)
         if dm.cond_type_embedding is not None:  # 1.5: the Qwen2.5-VL text tokens' type (0)
-            text_type = torch.zeros(1, dtype=torch.long, device=c.device)
-            c = c + dm.cond_type_embedding.to(c.device)(text_type).to(c.dtype)
+            c = c + dm.cond_type_embedding.weight[0].to(device=c.device, dtype=c.dtype)
         extra = {"rows": call.rows, "image_tokens": math.prod(self.grid(call.x.shape))}
         if dm.vector_in is not None:  # 1.0: swap the prompt's pooled CLIP-L vector for a zero one
             y = call.take(call.kwargs["y"].to(device=call.device, dtype=call.dtype))[:, :dm.params.vec_in_dim]
