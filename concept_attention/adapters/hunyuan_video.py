@@ -112,4 +112,3 @@ class HunyuanVideoAdapter(ModelAdapter):
         vec = stream.extra["rows"].take(vec)
         swap = stream.extra.get("pooled_swap")
         return vec if swap is None else (vec.float() + swap).to(vec.dtype)
-
