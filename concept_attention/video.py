@@ -5,10 +5,9 @@ A video family's maps are [B, C, T, h, w] on the token grid: B videos, C concept
 video VAEs are causal in time: latent frame 0 decodes to one frame of its own, and every later latent frame to
 `compression` frames (comfy.sd.VAE: `upscale_ratio[0]` is `T -> 1 + compression * (T - 1)`; its encoder makes
 `(F + compression - 1) // compression` latent frames of F frames, dropping an incomplete last group). The
-compression is the model's
-`latent_format.temporal_downscale_ratio` (HunyuanVideo, Wan, CogVideoX: 4; Mochi: 6; LTX-Video: 8); a family
-declares it through `ModelAdapter.frame_layout()`. A video's map of a decoded frame is the map of the latent
-frame it decodes from (maps are not blended across latent frames).
+compression is the model's `latent_format.temporal_downscale_ratio` (HunyuanVideo, Wan, CogVideoX: 4; Mochi: 6;
+LTX-Video: 8); a family declares it through `ModelAdapter.frame_layout()`. A video's map of a decoded frame is
+the map of the latent frame it decodes from (maps are not blended across latent frames).
 
 Order of the outputs (what ComfyUI's video nodes and per-frame compositing take directly; F = decoded frames
 of one video):
