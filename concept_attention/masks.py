@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 
 MASK_MODES = ("soft", "argmax", "mean_threshold", "value_threshold")
 
-# Distinct, colour-blind-friendly colours for the segmentation preview (cycled past 10 concepts).
+# Distinct, colour-blind-friendly colours for the first ten concepts of the segmentation preview; `palette`
+# extends them for longer lists.
 PALETTE = torch.tensor([
     [0.90, 0.62, 0.00], [0.34, 0.71, 0.91], [0.00, 0.62, 0.45], [0.94, 0.89, 0.26], [0.00, 0.45, 0.70],
     [0.84, 0.37, 0.00], [0.80, 0.47, 0.65], [0.60, 0.60, 0.60], [0.55, 0.34, 0.16], [0.20, 0.20, 0.55],
 ])
+_LEVELS = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9])
+_CANDIDATES = torch.cartesian_prod(_LEVELS, _LEVELS, _LEVELS)  # where further colours are picked from
 # Anchors of a perceptually ordered heat colour map (dark blue -> teal -> yellow).
 _HEAT = torch.tensor([
     [0.27, 0.00, 0.33], [0.23, 0.32, 0.55], [0.13, 0.57, 0.55], [0.37, 0.79, 0.38], [0.99, 0.91, 0.14],
@@ -109,10 +112,19 @@ def heatmaps(maps: torch.Tensor, image: torch.Tensor | None = None) -> torch.Ten
     return colored.clamp(0, 1)
 
 
+def palette(count: int) -> torch.Tensor:
+    """The first `count` colours [count, 3] of one fixed sequence: PALETTE, then, one at a time, the
+    candidate colour farthest from every colour already chosen (so long lists keep distinct colours)."""
+    chosen = PALETTE[:count]
+    while len(chosen) < count:
+        farthest = torch.cdist(_CANDIDATES, chosen).min(dim=1).values.argmax()
+        chosen = torch.cat([chosen, _CANDIDATES[farthest][None]])
+    return chosen
+
+
 def segmentation(maps: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
-    """Each pixel coloured by its strongest concept, [B, H, W, 3]."""
-    labels = maps.argmax(dim=1)
-    colors = PALETTE[labels % len(PALETTE)]
+    """Each pixel coloured by its strongest concept (colours: `palette`), [B, H, W, 3]."""
+    colors = palette(maps.shape[1])[maps.argmax(dim=1)]
     if image is not None:
         colors = 0.5 * colors + 0.5 * _match(image, maps)
     return colors.clamp(0, 1)

@@ -84,20 +84,28 @@ def masks_output(maps: torch.Tensor) -> torch.Tensor:
     return maps.reshape(-1, *maps.shape[-2:])
 
 
-def previews(maps: torch.Tensor, image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(heatmaps [B*C*F, H, W, 3], segmentation [B*F, H, W, 3]) of maps [B, C, F, H, W] at image size, drawn
-    over the decoded frames `image` [B*F, H', W', 3] when given.
+def previews(maps: torch.Tensor, image: torch.Tensor | None = None, heat_strips: torch.Tensor | None = None,
+             seg_strip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(heatmaps [B*C*F, H', W, 3], segmentation [B*F, H', W, 3]) of maps [B, C, F, H, W] at image size, drawn
+    over the decoded frames `image` [B*F, H, W, 3] when given. Optional strips go below every frame (H' = H +
+    their height): heat_strips [C, h, W, 3] one per concept, seg_strip [h, W, 3] (the captions and legend).
 
     Each video's clip is laid out as one tall image (its frames stacked), so the image code colours it in one
-    go: one heat range per concept and clip, no copies of the maps. Heatmaps are made one concept at a time to
-    keep the working memory to one concept's clips."""
+    go: one heat range per concept and clip, no copies of the maps. Heatmaps are made one concept at a time, into
+    the output, to keep the working memory to one concept's clips."""
     b, c, f, h, w = maps.shape
     overlay = None if image is None else overlay_frames(image, b, f, (h, w)).reshape(b, f * h, w, 3)
     tall = maps.reshape(b, c, f * h, w)
-    heat = torch.empty(b, c, f * h, w, 3)
+    below = 0 if heat_strips is None else heat_strips.shape[1]
+    heat = torch.empty(b, c, f, h + below, w, 3)
     for i in range(c):
-        heat[:, i] = heatmaps(tall[:, i:i + 1], overlay)
-    return heat.reshape(b * c * f, h, w, 3), segmentation(tall, overlay).reshape(b * f, h, w, 3)
+        heat[:, i, :, :h] = heatmaps(tall[:, i:i + 1], overlay).reshape(b, f, h, w, 3)
+        if heat_strips is not None:
+            heat[:, i, :, h:] = heat_strips[i]
+    seg = segmentation(tall, overlay).reshape(b, f, h, w, 3)
+    if seg_strip is not None:
+        seg = torch.cat([seg, seg_strip.expand(b, f, -1, -1, -1)], dim=2)
+    return heat.reshape(b * c * f, h + below, w, 3), seg.reshape(b * f, -1, w, 3)
 
 
 def overlay_frames(image: torch.Tensor, videos: int, frames: int, size: tuple[int, int]) -> torch.Tensor:

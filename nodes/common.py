@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..concept_attention import masks as mask_ops
 from ..concept_attention import video
 from ..concept_attention.adapters import adapter_classes, supported_text
 from ..concept_attention.concepts import TOKEN_MODES, parse_concepts
 from ..concept_attention.errors import ConceptAttentionError
 from ..concept_attention.maps import NODE_SPACES
+from ..concept_attention.masks import ConceptMaps
+from ..concept_attention.preview import labelled_previews, labelled_video_previews
 from ..concept_attention.selection import parse_index_list
 
 Handle = io.Custom("CONCEPT_ATTENTION")
@@ -17,6 +18,9 @@ Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
 CATEGORY = "mask/concept attention"
 MODELS = supported_text()  # from the model family adapters' own declarations
 BLOCK_DEFAULTS = "; ".join(f"{cls.family}: {cls.default_blocks_text}" for cls in adapter_classes())
+# What people type into the node search when they look for this pack (matched besides the display names).
+SEARCH_ALIASES = ["segment", "segmentation", "mask from text", "text to mask", "attention mask", "concept",
+                  "saliency map"]
 
 
 def concepts_input():
@@ -54,10 +58,12 @@ def map_outputs():
                                "(video 0: concept 0's frames, concept 1's frames, ...; then video 1)."),
         io.Image.Output("heatmaps", display_name="heatmaps",
                         tooltip="One heat image per mask (same order), each stretched to its own range (video: "
-                                "one range per concept's clip)."),
+                                "one range per concept's clip), with its concept's name and colour on a strip "
+                                "below."),
         io.Image.Output("segmentation", display_name="segmentation",
                         tooltip="One image per input image (video: per decoded frame), each pixel coloured by "
-                                "its strongest concept."),
+                                "its strongest concept, with a legend (each concept's colour and name) on a strip "
+                                "below."),
         Maps.Output("concept_maps", display_name="concept_maps",
                     tooltip="The maps with their concept names, for the Concept Mask node."),
     ]
@@ -69,12 +75,14 @@ def overlay_input():
                                   "the decoded frames, VAE Decode's output).")
 
 
-def map_node_output(concept_maps: mask_ops.ConceptMaps, image=None) -> io.NodeOutput:
+def map_node_output(concept_maps: ConceptMaps, image=None) -> io.NodeOutput:
     maps = concept_maps.at_image_size()
     if concept_maps.frames is not None:  # a video: one mask per concept per decoded frame (video.py: the order)
-        return io.NodeOutput(video.masks_output(maps), *video.previews(maps, image), concept_maps)
+        heatmaps, segmentation = labelled_video_previews(maps, concept_maps.names, image)
+        return io.NodeOutput(video.masks_output(maps), heatmaps, segmentation, concept_maps)
     masks = maps.reshape(-1, *maps.shape[2:])
-    return io.NodeOutput(masks, mask_ops.heatmaps(maps, image), mask_ops.segmentation(maps, image), concept_maps)
+    heatmaps, segmentation = labelled_previews(maps, concept_maps.names, image)
+    return io.NodeOutput(masks, heatmaps, segmentation, concept_maps)
 
 
 def check_typed_text(concepts=None, blocks=None, steps=None) -> bool | str:

@@ -6,8 +6,8 @@ from comfy_api.latest import io
 
 from ..concept_attention import attach, encode_concepts, parse_concepts
 from ..concept_attention.selection import parse_index_list
-from .common import (CATEGORY, MODELS, Handle, blocks_input, check_typed_text, concepts_input, map_node_output,
-                     map_outputs, overlay_input, space_input, token_mode_input)
+from .common import (CATEGORY, MODELS, SEARCH_ALIASES, Handle, blocks_input, check_typed_text, concepts_input,
+                     map_node_output, map_outputs, overlay_input, space_input, token_mode_input)
 
 
 class ConceptAttentionPatch(io.ComfyNode):
@@ -17,6 +17,7 @@ class ConceptAttentionPatch(io.ComfyNode):
             node_id="ConceptAttentionPatch",
             display_name="Concept Attention",
             category=CATEGORY,
+            search_aliases=SEARCH_ALIASES,
             description=f"Records one saliency map per concept while any sampler runs this model "
                         f"(ConceptAttention, Helbling et al. 2025). The generated image is unchanged. "
                         f"Supports {MODELS}. Feed the sampler's LATENT and this node's handle to "
@@ -60,6 +61,7 @@ class ConceptAttentionMasks(io.ComfyNode):
             node_id="ConceptAttentionMasks",
             display_name="Concept Attention Masks",
             category=CATEGORY,
+            search_aliases=SEARCH_ALIASES + ["heatmap"],
             description=f"Masks, heatmaps and a segmentation preview from the sampling run that produced the "
                         f"given LATENT with a Concept Attention model. Supports {MODELS}.",
             inputs=[

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..concept_attention.masks import MASK_MODES
-from .common import CATEGORY, MODELS, Maps
+from .common import CATEGORY, MODELS, SEARCH_ALIASES, Maps
 
 
 class ConceptAttentionSelectMask(io.ComfyNode):
@@ -15,6 +15,7 @@ class ConceptAttentionSelectMask(io.ComfyNode):
             node_id="ConceptAttentionSelectMask",
             display_name="Concept Mask",
             category=CATEGORY,
+            search_aliases=SEARCH_ALIASES + ["mask by name", "concept mask"],
             description=f"Picks one concept by name from Concept Attention maps and shapes its mask at image "
                         f"resolution. Works with the maps of {MODELS}.",
             inputs=[

@@ -12,6 +12,7 @@ the screenshots and thumbnails with `CA_UPDATE_SCREENSHOTS=1 python -m pytest te
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -39,6 +40,15 @@ MODEL_URLS = {
         "sd3.5_large_fp8_scaled.safetensors?download=true",
 }
 FOLDER_OF = {name: folder for folder, names in wt.MODEL_FILES.items() for name in names}
+
+# The view a workflow opens with (its `extra.ds`, used when the file is dropped on or opened in the canvas; the
+# template browser fits the view itself): every node and group inside the canvas area that ComfyUI's frontend
+# (1.45) leaves free in a 1920x1080 window, which is then free in larger windows too (tests/test_browser.py
+# checks both). The side toolbar covers the left 59 px; the workflow tabs and the row of the breadcrumb and
+# the Run button the top 94 px; the canvas controls the bottom right 52 px.
+VIEW = {"width": 1920, "height": 1080, "left": 59, "top": 94, "bottom": 52, "margin": 24}
+MIN_SCALE = 0.6  # below it litegraph stops drawing node text (low-quality rendering)
+MAX_SCALE = 0.85
 
 GROUP_COLORS = {"models": "#3f789e", "generate": "#8A8", "concepts": "#a1309b", "edit": "#b06634",
                 "output": "#444"}
@@ -198,8 +208,26 @@ class Graph:
             groups.append({"id": i, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0], "color": color,
                            "font_size": 24, "flags": {}})
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": nodes,
-                "links": self.links, "groups": groups, "config": {},
-                "extra": {"ds": {"scale": 0.6, "offset": [60, 120]}}, "version": 0.4}
+                "links": self.links, "groups": groups, "config": {}, "extra": {"ds": self._view(nodes, groups)},
+                "version": 0.4}
+
+    def _view(self, nodes, groups) -> dict:
+        """Scale and offset that show all nodes and groups in the free canvas area of VIEW, from its top left."""
+        boxes = [(x, y - wt.TITLE_HEIGHT, x + w, y + h) for (x, y), (w, h) in ((n["pos"], n["size"]) for n in nodes)]
+        boxes += [(x, y, x + w, y + h) for x, y, w, h in (g["bounding"] for g in groups)]
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        room_w = VIEW["width"] - VIEW["left"] - 2 * VIEW["margin"]
+        room_h = VIEW["height"] - VIEW["top"] - VIEW["bottom"] - 2 * VIEW["margin"]
+        scale = min(MAX_SCALE, room_w / (x1 - x0), room_h / (y1 - y0))
+        if scale < MIN_SCALE:
+            raise ValueError(f"{self.name}: {x1 - x0:.0f} x {y1 - y0:.0f} is too large to open readable in a "
+                             f"{VIEW['width']}x{VIEW['height']} window; lay the nodes out more compactly")
+        scale = math.floor(scale * 1000) / 1000
+        # litegraph draws a graph point p at screen (p + offset) * scale
+        offset = [round((VIEW["left"] + VIEW["margin"]) / scale - x0, 1),
+                  round((VIEW["top"] + VIEW["margin"]) / scale - y0, 1)]
+        return {"scale": scale, "offset": offset}
 
 
 # --- shared building blocks ------------------------------------------------------------------------------------
@@ -281,7 +309,7 @@ def generation_tail(g: Graph, ca, ks, vae, prefix):
 
 
 def flux_generation_masks() -> Graph:
-    g = Graph("flux_generation_masks")
+    g = Graph("Flux - masks while generating")
     model, clip, vae = flux_loaders(g, 0, 0)
     g.note((0, 520), [320, 330], FLUX_FILES + """
 **Concept Attention** records one map per concept while KSampler runs; the image itself is unchanged.
@@ -305,12 +333,14 @@ def flux_generation_masks() -> Graph:
 
 
 def masks_from_image() -> Graph:
-    g = Graph("masks_from_image")
+    g = Graph("Flux - masks of an existing image")
     model, clip, vae = flux_loaders(g, 0, 0)
     image = g.add("LoadImage", (0, 500), {"image": "example.png"}, size=[320, 380])
     g.note((0, 960), [320, 280], FLUX_FILES + """
 Load any image, name the concepts to find and describe the image in `caption` (optional). One partial
 forward pass of the model per sample gives the maps; *Concept Mask* picks one concept's mask by name.
+
+For a picture you generated, wire its sampler's LATENT to `latent` instead of the image: no VAE encode.
 """)
     fi = g.add("ConceptAttentionFromImage", (400, 0),
                {"concepts": "girl, hair, dress, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
@@ -332,7 +362,7 @@ forward pass of the model per sample gives the maps; *Concept Mask* picks one co
 
 
 def attention_guided_inpainting() -> Graph:
-    g = Graph("attention_guided_inpainting")
+    g = Graph("Flux - inpaint one concept")
     model, clip, vae = flux_loaders(g, 0, 0)
     g.note((0, 520), [320, 400], FLUX_FILES + """
 1. The first KSampler makes the picture with Concept Attention recording the concepts.
@@ -390,7 +420,7 @@ With an inpainting model (Flux Fill) use InpaintModelConditioning instead of Set
 
 
 def concept_compositing() -> Graph:
-    g = Graph("concept_compositing")
+    g = Graph("Flux - composite a concept")
     model, clip, vae = flux_loaders(g, 0, 0)
     g.note((0, 520), [320, 330], FLUX_FILES + """
 Cuts one concept out of the subject image and pastes it onto the background image: both are scaled to
@@ -433,7 +463,7 @@ Composite Masked pastes the subject onto the background inside that mask.
 
 
 def sd35_generation_masks() -> Graph:
-    g = Graph("sd35_generation_masks")
+    g = Graph("SD3.5 - masks while generating")
     ckpt = g.add("CheckpointLoaderSimple", (0, 0), {"ckpt_name": "sd3.5_large_fp8_scaled.safetensors"},
                  size=[320, 98])
     g.note((0, 200), [320, 330], """**Model** (ComfyUI/models/...)
@@ -464,7 +494,7 @@ Concept Attention records one map per concept while KSampler runs; the image its
 
 
 def kontext_concept_edit() -> Graph:
-    g = Graph("kontext_concept_edit")
+    g = Graph("Flux Kontext - edit one concept")
     model, clip, vae = flux_loaders(g, 0, 0, unet="flux1-dev-kontext_fp8_scaled.safetensors")
     image = g.add("LoadImage", (0, 500), {"image": "example.png"}, size=[320, 380])
     g.note((0, 960), [320, 360], """**Models** (ComfyUI/models/...)

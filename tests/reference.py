@@ -208,11 +208,11 @@ def sd3_reference(dm, call, embeddings, blocks):
 
 
 def expected_maps(calls, per_call, blocks, steps=None, grid=None):
-    """Mean over recorded blocks and schedule steps of the cond rows' saliency, as [B, C, h, w] (or [B, C, *grid]
-    for a given token grid, e.g. a video's (frames, h, w); default: 2x2 patches of the latent).
+    """Mean over recorded blocks and schedule steps of the cond rows' saliency, as [B, C, *grid] (default grid:
+    the latent's (h, w) in 2x2 patches).
 
     A step counts once (the first model call at that sigma); calls at sigmas off the schedule do not count."""
-    total, count, seen = None, 0, set()
+    total, count, call_grid, seen = None, 0, None, set()
     for call in calls:
         hits = torch.isclose(call["sample_sigmas"], call["sigmas"][:1].float(), rtol=1e-4).nonzero()
         if len(hits) == 0:
@@ -234,9 +234,9 @@ def expected_maps(calls, per_call, blocks, steps=None, grid=None):
                 count += 1
         if grid is None:
             hw = call["x_hw"]
-            grid = ((hw[0] + 1) // 2, (hw[1] + 1) // 2)
+            call_grid = ((hw[0] + 1) // 2, (hw[1] + 1) // 2)
     maps = total / count
-    return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *grid)
+    return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *(grid or call_grid))
 
 
 # ---------- checks that a comparison can fail ----------

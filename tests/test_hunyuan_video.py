@@ -255,7 +255,8 @@ def test_nodes_give_per_frame_masks(models):
     frames = torch.rand(2 * 9, 64, 96, 3)  # the two videos' decoded frames, as VAE Decode gives them
     masks, heat, seg, concept_maps = n.ConceptAttentionMasks.execute(handle, {"samples": out}, frames).result
     assert masks.shape == (2 * 3 * 9, 64, 96)  # per video: each concept's 9 frames in a row
-    assert heat.shape == (2 * 3 * 9, 64, 96, 3) and seg.shape == (2 * 9, 64, 96, 3)
+    assert heat.shape[0] == 2 * 3 * 9 and seg.shape[0] == 2 * 9  # frames with their words on a strip below
+    assert heat.shape[1] > 64 and seg.shape[1] > 64 and heat.shape[2:] == seg.shape[2:] == (96, 3)
     per_frame = masks.reshape(2, 3, 9, 64, 96)
     torch.testing.assert_close(per_frame.sum(1), torch.ones(2, 9, 64, 96))
     assert torch.equal(per_frame[:, :, 1], per_frame[:, :, 4]) and not torch.equal(per_frame[:, :, 0], per_frame[:, :, 1])
@@ -280,14 +281,22 @@ class FrameGroupingVAE:
 
 def test_from_image_node_maps_a_video(models):
     from tiny_encoders import tiny_hunyuan15_clip
-    n = host.load_pack().nodes
+    node, clip = host.load_pack().nodes.ConceptAttentionFromImage, tiny_hunyuan15_clip()
     video = torch.rand(10, 64, 96, 3)  # 10 frames: the encoder uses 9 (3 latent frames), the masks cover all 10
-    masks, heat, seg, concept_maps = n.ConceptAttentionFromImage.execute(
-        models["1.5"], tiny_hunyuan15_clip(), FrameGroupingVAE(), video, "dog, grass", noise_level=0.5).result
+    masks, heat, seg, concept_maps = node.execute(models["1.5"], clip, "dog, grass", vae=FrameGroupingVAE(),
+                                                  image=video).result
     assert concept_maps.maps.shape == (1, 2, 3, 4, 6)
-    assert masks.shape == (2 * 10, 64, 96) and heat.shape == (2 * 10, 64, 96, 3) and seg.shape == (10, 64, 96, 3)
+    assert masks.shape == (2 * 10, 64, 96) and heat.shape[0] == 2 * 10 and seg.shape[0] == 10
     clips = masks.reshape(2, 10, 64, 96)
     assert torch.equal(clips[:, 9], clips[:, 8])  # the frame the encoder dropped takes the last latent frame
+    # a sampler's video LATENT, mapped without a VAE; drawn over its 9 decoded frames
+    latent = {"samples": latent_for(models["1.5"].model.diffusion_model, batch=1)}
+    masks, _, seg, _ = node.execute(models["1.5"], clip, "dog, grass", latent=latent, image=video[:9]).result
+    assert masks.shape == (2 * 9, 64, 96) and seg.shape[0] == 9
+    with pytest.raises(ConceptAttentionError, match="has 10 frames, but these maps are of 1 video"):
+        node.execute(models["1.5"], clip, "dog, grass", latent=latent, image=video)
+    with pytest.raises(ConceptAttentionError, match=r"latents of 32 channels \(\[batch, 32, frames, height/16"):
+        node.execute(models["1.5"], clip, "dog, grass", latent={"samples": torch.zeros(1, 32, 4, 6)})
 
 
 def test_context_windows_are_a_clear_error(models, concepts):

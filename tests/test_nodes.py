@@ -10,6 +10,8 @@ pytestmark = pytest.mark.host
 
 NODE_IDS = {"ConceptAttentionPatch", "ConceptAttentionMasks", "ConceptAttentionFromImage",
             "ConceptAttentionSelectMask"}
+# What people type into ComfyUI's node search to find a pack like this one (issue 8).
+SEARCHES = ("segment", "mask from text", "attention mask", "concept")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,9 @@ def test_schemas_are_complete(pack):
         assert "Flux.1" in schema.description and "SD3" in schema.description
         for item in list(schema.inputs) + list(schema.outputs):
             assert item.tooltip, f"{schema.node_id}.{item.id} has no tooltip"
+        searchable = [schema.display_name.lower()] + [a.lower() for a in schema.search_aliases]
+        for words in SEARCHES:
+            assert any(words in text for text in searchable), f"{schema.node_id} is not found by {words!r}"
 
 
 def test_generation_masks_and_concept_mask(pack, flux, clip):
@@ -46,7 +51,10 @@ def test_generation_masks_and_concept_mask(pack, flux, clip):
     out = host.sample(patched, cond, host.conditioning(clip, ""), torch.zeros(2, 16, 8, 12), cfg=2.0)
     image = torch.rand(2, 64, 96, 3)
     masks, heat, seg, concept_maps = n.ConceptAttentionMasks.execute(handle, {"samples": out}, image).result
-    assert masks.shape == (6, 64, 96) and heat.shape == (6, 64, 96, 3) and seg.shape == (2, 64, 96, 3)
+    assert masks.shape == (6, 64, 96)
+    # previews: the image-sized picture, then a strip with the words (the legend, each heatmap's name)
+    assert heat.shape[0] == 6 and heat.shape[1] > 64 and heat.shape[2:] == (96, 3)
+    assert seg.shape[0] == 2 and seg.shape[1] > 64 and seg.shape[2:] == (96, 3)
     torch.testing.assert_close(masks.reshape(2, 3, 64, 96).sum(1), torch.ones(2, 64, 96))  # image-major order
     mask = n.ConceptAttentionSelectMask.execute(concept_maps, "Sofa", "argmax").result[0]
     assert mask.shape == (2, 64, 96)
@@ -83,14 +91,60 @@ def test_comfyui_names_the_error_by_its_short_type():
     assert execution.full_type_name(ConceptAttentionError) == "ConceptAttentionError"
 
 
+class NoEncodeVAE:
+    def encode(self, pixels):
+        raise AssertionError("a LATENT must be mapped without a VAE encode")
+
+
+FROM_IMAGE = dict(concepts="cat, dog", caption="a cat", noise_level=0.5, samples=2, seed=3)
+
+
 def test_from_image_node(pack, flux, clip):
     image = torch.rand(1, 70, 64, 3)  # not a multiple of 16: masks still match the image
     masks, heat, seg, concept_maps = pack.nodes.ConceptAttentionFromImage.execute(
-        flux, clip, PixelUnshuffleVAE(), image, "cat, dog", caption="a cat", noise_level=0.5, samples=2,
-        seed=3).result
-    assert masks.shape == (2, 70, 64) and seg.shape == (1, 70, 64, 3)
+        flux, clip, vae=PixelUnshuffleVAE(), image=image, **FROM_IMAGE).result
+    assert masks.shape == (2, 70, 64) and seg.shape[0] == 1 and seg.shape[2:] == (64, 3)
     torch.testing.assert_close(masks.sum(0), torch.ones(70, 64))
     assert concept_maps.names == ("cat", "dog")
+
+
+def test_from_image_node_maps_a_latent_as_its_image(pack, flux, clip):
+    """A LATENT gives the maps of the image it encodes, with no VAE encode; the image is then only drawn over."""
+    node = pack.nodes.ConceptAttentionFromImage
+    image = torch.rand(2, 70, 64, 3)
+    by_image = node.execute(flux, clip, vae=PixelUnshuffleVAE(), image=image, **FROM_IMAGE).result
+    latent = {"samples": PixelUnshuffleVAE().encode(image)}  # [2, 16, 8, 8]
+    by_latent = node.execute(flux, clip, vae=NoEncodeVAE(), image=image, latent=latent, **FROM_IMAGE).result
+    torch.testing.assert_close(by_latent[3].maps, by_image[3].maps, rtol=0, atol=0)
+    for a, b in zip(by_latent[:3], by_image[:3]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    masks, _, seg, concept_maps = node.execute(flux, clip, latent=latent, **FROM_IMAGE).result  # no image
+    assert masks.shape == (4, 64, 64) and seg.shape[0] == 2 and seg.shape[2:] == (64, 3)
+    torch.testing.assert_close(concept_maps.maps, by_image[3].maps, rtol=0, atol=0)
+
+
+def test_from_image_node_maps_a_sampler_output(pack, flux, clip):
+    out = host.sample(flux, host.conditioning(clip, "a cat"), host.conditioning(clip, ""), torch.zeros(1, 16, 8, 6))
+    masks, _, _, concept_maps = pack.nodes.ConceptAttentionFromImage.execute(
+        flux, clip, latent={"samples": out}, **FROM_IMAGE).result
+    assert masks.shape == (2, 64, 48) and concept_maps.image_size == (64, 48)
+    torch.testing.assert_close(masks.sum(0), torch.ones(64, 48))
+
+
+def test_from_image_node_says_what_to_wire(pack, flux, clip):
+    node = pack.nodes.ConceptAttentionFromImage
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}  # a 64x64 picture
+    with pytest.raises(ConceptAttentionError, match="nothing to map: wire 'latent'"):
+        node.execute(flux, clip, **FROM_IMAGE)
+    with pytest.raises(ConceptAttentionError, match="must be encoded with the model's VAE: wire 'vae'"):
+        node.execute(flux, clip, image=torch.rand(1, 64, 64, 3), **FROM_IMAGE)
+    with pytest.raises(ConceptAttentionError, match=r"shape \[1, 4, 8, 8\].* 16 channels"):
+        node.execute(flux, clip, latent={"samples": torch.zeros(1, 4, 8, 8)}, **FROM_IMAGE)
+    for wrong in (torch.rand(1, 128, 128, 3), torch.rand(1, 64, 56, 3), torch.rand(3, 64, 64, 3)):
+        with pytest.raises(ConceptAttentionError, match="is not the picture of this LATENT"):
+            node.execute(flux, clip, image=wrong, latent=latent, vae=NoEncodeVAE(), **FROM_IMAGE)
+    masks = node.execute(flux, clip, image=torch.rand(1, 71, 64, 3), latent=latent, **FROM_IMAGE).result[0]
+    assert masks.shape == (2, 71, 64)  # an encoded image keeps the few rows the VAE dropped
 
 
 def test_every_sampler_node_records_its_run(pack, flux, clip):

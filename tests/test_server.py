@@ -3,7 +3,7 @@
 The pack is `git clone`d (HEAD of this repo: only committed files) into a fresh base directory's
 custom_nodes/comfyui-concept-attention, then `main.py --cpu` starts on a free 127.0.0.1 port. Asserts:
 the log shows the pack imported (no import failure, no pyproject parse warning), `/object_info` lists all
-four nodes with their inputs (names, order, types) and outputs, and ComfyUI serves the pack's example
+four nodes with their inputs (names, order, types), outputs and search aliases, and ComfyUI serves the pack's example
 workflows (with thumbnails) through `/api/workflow_templates`.
 """
 
@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+from urllib.parse import quote
 
 import pytest
 
@@ -22,7 +23,8 @@ import workflow_tools as wt
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 
 # Inputs in order (name, type, category). Saved UI workflows store widget values by position, so new inputs
-# may only be appended: each node's actual inputs must start with this list.
+# may only be appended: each node's actual inputs must start with this list (and the widgets among them keep
+# their order).
 INPUTS = {
     "ConceptAttentionPatch": [("model", "MODEL", "required"), ("clip", "CLIP", "required"),
                               ("concepts", "STRING", "required"), ("blocks", "STRING", "required"),
@@ -30,12 +32,15 @@ INPUTS = {
                               ("space", "COMBO", "required")],
     "ConceptAttentionMasks": [("concept_attention", "CONCEPT_ATTENTION", "required"),
                               ("latent", "LATENT", "required"), ("image", "IMAGE", "optional")],
+    # vae and image became optional (a LATENT can be mapped instead): they moved behind the required inputs,
+    # which keeps every widget's position; latent was appended.
     "ConceptAttentionFromImage": [("model", "MODEL", "required"), ("clip", "CLIP", "required"),
-                                  ("vae", "VAE", "required"), ("image", "IMAGE", "required"),
                                   ("concepts", "STRING", "required"), ("caption", "STRING", "required"),
                                   ("noise_level", "FLOAT", "required"), ("samples", "INT", "required"),
                                   ("seed", "INT", "required"), ("blocks", "STRING", "required"),
-                                  ("token_mode", "COMBO", "required"), ("space", "COMBO", "required")],
+                                  ("token_mode", "COMBO", "required"), ("space", "COMBO", "required"),
+                                  ("vae", "VAE", "optional"), ("image", "IMAGE", "optional"),
+                                  ("latent", "LATENT", "optional")],
     "ConceptAttentionSelectMask": [("concept_maps", "CONCEPT_ATTENTION_MAPS", "required"),
                                    ("concept", "STRING", "required"), ("mode", "COMBO", "required"),
                                    ("threshold", "FLOAT", "required")],
@@ -43,6 +48,7 @@ INPUTS = {
 MAP_OUTPUTS = ["MASK", "IMAGE", "IMAGE", "CONCEPT_ATTENTION_MAPS"]
 OUTPUTS = {"ConceptAttentionPatch": ["MODEL", "CONCEPT_ATTENTION"], "ConceptAttentionMasks": MAP_OUTPUTS,
            "ConceptAttentionFromImage": MAP_OUTPUTS, "ConceptAttentionSelectMask": ["MASK"]}
+SEARCHES = ("segment", "mask from text", "attention mask", "concept")  # what people type into node search
 DISPLAY = {"ConceptAttentionPatch": "Concept Attention", "ConceptAttentionMasks": "Concept Attention Masks",
            "ConceptAttentionFromImage": "Concept Attention from Image",
            "ConceptAttentionSelectMask": "Concept Mask"}
@@ -100,6 +106,9 @@ def test_object_info_lists_the_nodes(server):
         assert node["python_module"] == f"custom_nodes.{wt.PACK_DIR_NAME}"
         assert node["category"].startswith("mask")
         assert node["description"], f"{node_id} has no description"
+        aliases = node.get("search_aliases") or []
+        for words in SEARCHES:  # the frontend's node search matches name, display_name and search_aliases
+            assert any(words in alias.lower() for alias in aliases), f"{node_id}: no search alias for {words!r}"
         for name, spec in (node["input"].get("required") | node["input"].get("optional", {})).items():
             assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
         assert all(node["output_tooltips"]), f"{node_id}: an output has no tooltip"
@@ -115,7 +124,11 @@ def test_example_workflows_are_served(server):
     assert cloned, "the clone has no workflows/*.json (not committed?)"
     assert sorted(templates.get(wt.PACK_DIR_NAME, [])) == cloned
     for name in cloned:
-        served = json.loads(comfy_server.get(f"{url}/api/workflow_templates/{wt.PACK_DIR_NAME}/{name}.json"))
+        served_at = f"{url}/api/workflow_templates/{wt.PACK_DIR_NAME}/{quote(name)}"
+        served = json.loads(comfy_server.get(served_at + ".json"))
         assert served == json.loads((pack / "workflows" / f"{name}.json").read_text(encoding="utf-8"))
-        thumb = comfy_server.get(f"{url}/api/workflow_templates/{wt.PACK_DIR_NAME}/{name}.jpg")
+        thumb = comfy_server.get(served_at + ".jpg")
         assert thumb[:3] == b"\xff\xd8\xff", f"{name}.jpg (the template browser's thumbnail) is not a JPEG"
+    # The template browser names the category after the folder unless a translation names it (locales/).
+    categories = comfy_server.get_json(url + "/i18n")["en"]["templateWorkflows"]["category"]
+    assert categories[wt.PACK_DIR_NAME] == wt.DISPLAY_NAME

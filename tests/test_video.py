@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from concept_attention.errors import ConceptAttentionError
-from concept_attention.masks import ConceptMaps, shape_mask, to_image_size
+from concept_attention.masks import ConceptMaps, palette, shape_mask, to_image_size
+from concept_attention.preview import labelled_previews, labelled_video_previews
 from concept_attention.video import FrameLayout, decoded_frames, masks_output, previews
 
 
@@ -89,3 +90,20 @@ def test_previews_draw_over_the_decoded_frames():
     torch.testing.assert_close(seg, (0.5 * plain_seg + 0.5 * small).clamp(0, 1))
     with pytest.raises(ConceptAttentionError, match=r"has 8 frames, but these maps are of 1 video\(s\) of 9"):
         previews(maps, frames[:8])
+
+
+def test_every_frame_carries_the_words_of_an_image_preview():
+    """Each heat frame has its concept's caption below, each segmentation frame the legend: the strips an
+    image's previews carry (concept_attention/preview.py)."""
+    names = ("dog", "ball", "grass")
+    maps = ConceptMaps(names, video_maps(), (32, 96), 16, FrameLayout(4)).at_image_size()
+    frames = torch.rand(2 * 9, 32, 96, 3)
+    heat, seg = labelled_video_previews(maps, names, frames)
+    plain_heat, plain_seg = previews(maps, frames)
+    image_heat, image_seg = labelled_previews(maps[:, :, 0], names, frames[::9])  # frame 0 of each video
+    assert heat.shape == (2 * 3 * 9, image_heat.shape[1], 96, 3) and seg.shape == (2 * 9, image_seg.shape[1], 96, 3)
+    assert torch.equal(heat[:, :32], plain_heat) and torch.equal(seg[:, :32], plain_seg)
+    clips = heat.reshape(2, 3, 9, *heat.shape[1:])
+    for c in range(3):
+        assert (clips[:, c, :, 32:] == image_heat[c, 32:]).all()  # concept c's caption under all its frames
+    assert (seg[:, 32:] == image_seg[0, 32:]).all()

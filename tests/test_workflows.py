@@ -20,18 +20,21 @@ import workflow_tools as wt
 
 pytestmark = pytest.mark.host
 
-EXPECTED = {
-    "flux_generation_masks": {"UNETLoader", "DualCLIPLoader", "VAELoader", "ConceptAttentionPatch", "KSampler",
-                              "VAEDecode", "ConceptAttentionMasks", "SaveImage", "PreviewImage"},
-    "masks_from_image": {"LoadImage", "ConceptAttentionFromImage", "ConceptAttentionSelectMask", "MaskPreview"},
-    "attention_guided_inpainting": {"ConceptAttentionPatch", "ConceptAttentionMasks", "ConceptAttentionSelectMask",
-                                    "GrowMask", "FeatherMask", "SetLatentNoiseMask", "KSampler"},
-    "concept_compositing": {"LoadImage", "ConceptAttentionFromImage", "ConceptAttentionSelectMask",
-                            "ImageCompositeMasked"},
-    "sd35_generation_masks": {"CheckpointLoaderSimple", "ConceptAttentionPatch", "ConceptAttentionMasks",
-                              "KSampler"},
-    "kontext_concept_edit": {"UNETLoader", "FluxKontextImageScale", "ReferenceLatent", "ConceptAttentionFromImage",
-                             "ConceptAttentionSelectMask", "ImageCompositeMasked"},
+EXPECTED = {  # the file names are the titles ComfyUI's template browser shows
+    "Flux - masks while generating": {"UNETLoader", "DualCLIPLoader", "VAELoader", "ConceptAttentionPatch",
+                                      "KSampler", "VAEDecode", "ConceptAttentionMasks", "SaveImage",
+                                      "PreviewImage"},
+    "Flux - masks of an existing image": {"LoadImage", "ConceptAttentionFromImage", "ConceptAttentionSelectMask",
+                                          "MaskPreview"},
+    "Flux - inpaint one concept": {"ConceptAttentionPatch", "ConceptAttentionMasks", "ConceptAttentionSelectMask",
+                                   "GrowMask", "FeatherMask", "SetLatentNoiseMask", "KSampler"},
+    "Flux - composite a concept": {"LoadImage", "ConceptAttentionFromImage", "ConceptAttentionSelectMask",
+                                   "ImageCompositeMasked"},
+    "SD3.5 - masks while generating": {"CheckpointLoaderSimple", "ConceptAttentionPatch", "ConceptAttentionMasks",
+                                       "KSampler"},
+    "Flux Kontext - edit one concept": {"UNETLoader", "FluxKontextImageScale", "ReferenceLatent",
+                                        "ConceptAttentionFromImage", "ConceptAttentionSelectMask",
+                                        "ImageCompositeMasked"},
 }
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]
@@ -52,6 +55,10 @@ def load(path: Path) -> dict:
 
 def test_the_workflow_set():
     assert set(IDS) == set(EXPECTED), "workflows/ should hold exactly the documented example workflows"
+    for title in IDS:  # ComfyUI 0.25's template browser shows the file name as the title and the description
+        assert " " in title and "_" not in title, f"{title!r} is not a title a person reads"
+        assert len(title) <= 34, f"{title!r} does not fit the template card's title line"
+        assert not set(title) & set('<>:"/\\|?*'), f"{title!r} is not a file name on every system"
     for path in FILES:
         thumb = path.with_suffix(".png")
         assert thumb.is_file(), f"{path.name} has no thumbnail {thumb.name}"
@@ -189,7 +196,7 @@ def test_api_prompt_passes_comfyui_validation(comfy, path):
 def test_checks_catch_broken_workflows(comfy):
     """The checks above are not vacuous: a wrong model name, an out-of-range number and a wrongly typed link
     are all reported, and ComfyUI's validation rejects them too."""
-    wf = load(wt.WORKFLOWS / "flux_generation_masks.json")
+    wf = load(wt.WORKFLOWS / "Flux - masks while generating.json")
     by_type = {n["type"]: n for n in wf["nodes"]}
     mappings = comfy.NODE_CLASS_MAPPINGS
 

@@ -18,11 +18,13 @@ import os
 import shutil
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
 PACK_DIR_NAME = "comfyui-concept-attention"  # the folder name a registry / git-clone install uses
+DISPLAY_NAME = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["comfy"]["DisplayName"]
 PACK_NODE_IDS = ("ConceptAttentionPatch", "ConceptAttentionMasks", "ConceptAttentionFromImage",
                  "ConceptAttentionSelectMask")
 # Frontend-only node types: drawn by the UI, never sent to the server.

@@ -48,6 +48,7 @@ class HunyuanVideoAdapter(ModelAdapter):
     models = ("HunyuanVideo 1.5 (T2V, I2V, super-resolution), 1.0 (T2V, I2V, SkyReels), "
               "HunyuanImage 2.1; one mask per decoded frame; I2V reference and vision tokens are never mapped")
     default_blocks_text = "the last quarter of the double blocks (1.5: 40-53; 1.0, HunyuanImage 2.1: 15-19)"
+    video = True  # HunyuanImage 2.1's latents are [B, C, H, W]: images
 
     @classmethod
     def supports(cls, base_model) -> bool:
