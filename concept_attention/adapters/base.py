@@ -50,6 +50,7 @@ class ConceptStream:
     c: torch.Tensor               # [B, C, D] concept hidden states
     vec: object = None            # the concept stream's modulation input (family-defined)
     extra: dict = field(default_factory=dict)
+    last_block: int | None = None  # the last block the run reads (set by the engine): no update is needed after it
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,8 @@ class ModelAdapter:
     def concept_step(self, index: int, attn, stream: ConceptStream, block_args: dict | None,
                      space: str | None):
         """Run block `index`'s concept step inside its joint attention call `attn` (hooks.AttentionCall, recorded
-        rows only). Updates the stream; returns the raw scores [B, N, C] in `space`, or None when space is None
-        (a block the maps do not read)."""
+        rows only). Updates the stream (unless no later block is read); returns the raw scores [B, N, C] in
+        `space`, or None when space is None (a block the maps do not read)."""
         q_c, k_c, v_c, intermediates = self.concept_qkv(index, stream, block_args)
         image = self.layout(index, block_args, stream).image
         k_x, v_x = attn.k[:, :, image], attn.v[:, :, image]
@@ -179,7 +180,8 @@ class ModelAdapter:
             logits = maps_math.scores(space, q_x=attn.q[:, :, image], k_c=k_c)
         elif space == "value":
             logits = maps_math.scores(space, v_x=v_x, v_c=v_c)
-        stream.c = self.concept_update(index, stream, o_c.to(stream.c.dtype), intermediates)
+        if stream.last_block is None or index < stream.last_block:
+            stream.c = self.concept_update(index, stream, o_c.to(stream.c.dtype), intermediates)
         return logits
 
 
