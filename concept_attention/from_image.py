@@ -47,18 +47,22 @@ def check_latent(model_patcher, latent: torch.Tensor, image_shape=None) -> None:
     with it (image_shape: [B, H, W] of that IMAGE, or None)."""
     latent_format = model_patcher.model.latent_format
     channels, scale = latent_format.latent_channels, latent_format.spacial_downscale_ratio
-    if latent.ndim != 4 or latent.shape[1] != channels:
+    video = latent_format.latent_dimensions == 3  # [batch, channels, frames, height, width]
+    if latent.ndim != 2 + latent_format.latent_dimensions or latent.shape[1] != channels:
+        layout = f"[batch, {channels}, {'frames, ' if video else ''}height/{scale}, width/{scale}]"
         raise ConceptAttentionError(
-            f"This LATENT has shape {list(latent.shape)}, but the model works on image latents of "
-            f"{channels} channels ([batch, {channels}, height/{scale}, width/{scale}]). Wire the LATENT that a "
-            f"sampler made with this model, or leave latent empty and give the image with its VAE.")
+            f"This LATENT has shape {list(latent.shape)}, but the model works on latents of {channels} channels "
+            f"({layout}). Wire the LATENT that a sampler made with this model, or leave latent empty and give the "
+            f"image with its VAE.")
     if image_shape is None:
         return
     batch, height, width = image_shape
     latent_h, latent_w = latent.shape[-2] * scale, latent.shape[-1] * scale
     # An encoded image may be up to scale-1 pixels larger: the VAE drops the rows and columns that do not fill
     # a latent cell.
-    if not (0 <= height - latent_h < scale and 0 <= width - latent_w < scale) or batch not in (1, len(latent)):
+    # (a video's frame count is checked against its decoded frames where the frames are drawn over)
+    if not (0 <= height - latent_h < scale and 0 <= width - latent_w < scale) or (
+            not video and batch not in (1, len(latent))):
         raise ConceptAttentionError(
             f"The image ({batch} x {width}x{height} pixels) is not the picture of this LATENT ({len(latent)} x "
             f"{latent_w}x{latent_h} pixels). With a LATENT, the image is only drawn over: wire the image "

@@ -1,26 +1,42 @@
 """Pure tensor math of the method: concept attention, concept scores, accumulation. No ComfyUI imports.
 
 Shapes: B batch rows, H heads, N image tokens, C concepts, Dh head dim, HD = H * Dh.
+
+Working memory: the block's image keys, values and outputs are read where they lie, a chunk of CHUNK_TOKENS
+tokens at a time in fp32, so no fp32 or concatenated copy of them is made (a video's N runs into the hundred
+thousands: such a copy would be a sizeable fraction of the run's own peak). What grows with N is O(B*H*C*N).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 SPACES = ("output", "cross_attention", "value")  # the method, then the paper's ablation baselines
 NODE_SPACES = ("output", "cross_attention")
+CHUNK_TOKENS = 4096  # image tokens read at a time in fp32 (one chunk for a 1024x1024 Flux image)
 
 
 def concept_attention(q_c, k_c, v_c, k_x, v_x, scale: float | None = None) -> torch.Tensor:
-    """o_c = softmax(q_c [k_x; k_c]^T * scale) [v_x; v_c] per head, concept queries only.
+    """o_c = softmax(q_c [k_x; k_c]^T * scale) [v_x; v_c] per head, concept queries only, in fp32.
 
-    All inputs are [B, H, L, Dh]; returns [B, C, HD]. The image keys and values are the block's own.
+    All inputs are [B, H, L, Dh]; returns [B, C, HD] (fp32). The image keys and values are the block's own,
+    read in chunks: the attention weights over all N + C keys [B, H, C, N + C] (fp32, softmax taken in place)
+    are the only tensor that grows with N.
     `scale` defaults to 1/sqrt(Dh), as in the block's own attention.
     """
-    keys = torch.cat((k_x, k_c.to(k_x.dtype)), dim=2)
-    values = torch.cat((v_x, v_c.to(v_x.dtype)), dim=2)
-    out = F.scaled_dot_product_attention(q_c.to(k_x.dtype), keys, values, scale=scale)
+    scale = q_c.shape[-1] ** -0.5 if scale is None else scale
+    q = q_c.float() * scale
+    n = k_x.shape[2]
+    weights = torch.empty(*q.shape[:3], n + k_c.shape[2], device=q.device)
+    for start, k in zip(range(0, n, CHUNK_TOKENS), k_x.split(CHUNK_TOKENS, dim=2)):
+        weights[..., start:start + k.shape[2]] = q @ k.float().transpose(-1, -2)
+    weights[..., n:] = q @ k_c.float().transpose(-1, -2)
+    weights -= weights.amax(dim=-1, keepdim=True)  # the softmax over all keys, in place
+    weights.exp_()
+    weights /= weights.sum(dim=-1, keepdim=True)
+    out = weights[..., n:] @ v_c.float()
+    for start, v in zip(range(0, n, CHUNK_TOKENS), v_x.split(CHUNK_TOKENS, dim=2)):
+        out += weights[..., start:start + v.shape[2]] @ v.float()
     return out.transpose(1, 2).flatten(2)
 
 
@@ -32,12 +48,20 @@ def scores(space: str, *, o_x=None, o_c=None, q_x=None, k_c=None, v_x=None, v_c=
     "value": v_x v_c^T summed over heads (v_x [B, H, N, Dh], v_c [B, H, C, Dh]).
     """
     if space == "output":
-        return torch.matmul(o_x.float(), o_c.float().transpose(1, 2))
+        o_c = o_c.float().transpose(1, 2)
+        return torch.cat([x.float() @ o_c for x in o_x.split(CHUNK_TOKENS, dim=1)], dim=1)
     if space == "cross_attention":
-        return torch.einsum("bhnd,bhcd->bnc", q_x.float(), k_c.float()) * q_x.shape[-1] ** -0.5
+        return _per_head_products(q_x, k_c) * q_x.shape[-1] ** -0.5
     if space == "value":
-        return torch.einsum("bhnd,bhcd->bnc", v_x.float(), v_c.float())
+        return _per_head_products(v_x, v_c)
     raise ValueError(f"unknown space {space!r}; expected one of {SPACES}")
+
+
+def _per_head_products(x, c) -> torch.Tensor:
+    """sum over heads of x c^T: x [B, H, N, Dh], c [B, H, C, Dh] -> [B, N, C] fp32, chunked over N."""
+    c = c.float()
+    return torch.cat([torch.einsum("bhnd,bhcd->bnc", part.float(), c) for part in x.split(CHUNK_TOKENS, dim=2)],
+                     dim=1)
 
 
 class MapRule:

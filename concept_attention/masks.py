@@ -1,17 +1,22 @@
 """Turning token-grid maps into masks and preview images. Pure tensor code, no ComfyUI imports.
 
 Maps are [B, C, h, w] (softmax over C). Masks are [B, H, W] in 0..1, images [B, H, W, 3] in 0..1,
-as ComfyUI's MASK and IMAGE types expect.
+as ComfyUI's MASK and IMAGE types expect. Video maps [B, C, T, h, w] carry a `video.FrameLayout` that brings
+them to decoded frames (concept_attention/video.py: frame expansion, the outputs' order).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .errors import ConceptAttentionError
+
+if TYPE_CHECKING:
+    from .video import FrameLayout
 
 MASK_MODES = ("soft", "argmax", "mean_threshold", "value_threshold")
 
@@ -34,16 +39,23 @@ class ConceptMaps:
     """Soft maps of one run on the token grid, with what is needed to bring them to the image."""
 
     names: tuple[str, ...]
-    maps: torch.Tensor            # [B, C, h, w] float32, softmax over C
-    image_size: tuple[int, int]   # (H, W) pixels of the decoded image
+    maps: torch.Tensor            # [B, C, h, w] (video: [B, C, T, h, w]) float32, softmax over C
+    image_size: tuple[int, int]   # (H, W) pixels of the decoded image (video: of each decoded frame)
     pixels_per_token: int
+    frames: FrameLayout | None = None  # video only: how latent frames become decoded frames (video.py)
 
     def at_image_size(self) -> torch.Tensor:
-        """[B, C, H, W] maps at image resolution (still summing to 1 over concepts)."""
+        """[B, C, H, W] maps at image resolution (still summing to 1 over concepts); video: [B, C, F, H, W]
+        over the decoded frames."""
+        if self.frames is not None:
+            return self.frames.at_image_size(self.maps, self.image_size, self.pixels_per_token)
         return to_image_size(self.maps, self.image_size, self.pixels_per_token)
 
-    def with_image_size(self, size: tuple[int, int]) -> "ConceptMaps":
-        return ConceptMaps(self.names, self.maps, size, self.pixels_per_token)
+    def with_image_size(self, size: tuple[int, int], frames: int | None = None) -> "ConceptMaps":
+        """The same maps laid on images of `size` (H, W); a video's also on `frames` decoded frames per video
+        (None: all that its latent frames decode to). `frames` is ignored for images."""
+        layout = self.frames if self.frames is None or frames is None else self.frames.with_count(frames)
+        return replace(self, image_size=size, frames=layout)
 
     def index(self, name: str) -> int:
         wanted = name.strip().lower()
@@ -54,7 +66,10 @@ class ConceptMaps:
             f"Concept {name!r} is not in this concept list. The concepts are: {', '.join(self.names)}.")
 
     def mask(self, name: str, mode: str = "soft", threshold: float = 0.5) -> torch.Tensor:
-        """One concept's mask [B, H, W] at image resolution."""
+        """One concept's mask [B, H, W] at image resolution; video: [B*F, H, W], each video's frames in order."""
+        if self.frames is not None:
+            return self.frames.mask(self.maps, self.index(name), mode, threshold, self.image_size,
+                                    self.pixels_per_token)
         return shape_mask(self.at_image_size(), self.index(name), mode, threshold)
 
 

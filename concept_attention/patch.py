@@ -202,6 +202,7 @@ class CallState:
         self.rows, self.seen_keys, self.stream = rows, seen_keys, stream
         self.record = set(recorder.blocks)
         self.last_block = recorder.blocks[-1]
+        stream.last_block = self.last_block
 
     def on_attention(self, index: int, attn, block_args) -> None:
         """Block `index`'s concept step, inside its joint attention call."""

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from . import video
 from .masks import heatmaps, palette, segmentation
 
 STRIP = (32, 32, 32)
@@ -28,6 +29,15 @@ def labelled_previews(maps: torch.Tensor, names, image: torch.Tensor | None = No
     legend = legend_strip(names, colors, width)
     seg = torch.cat([segmentation(maps, image), legend.expand(b, -1, -1, -1)], dim=1)
     return heat, seg
+
+
+def labelled_video_previews(maps: torch.Tensor, names, image: torch.Tensor | None = None):
+    """The same for a video's maps [B, C, F, H, W]: every frame with its words below, in video.previews' order
+    (heatmaps: each concept's clip in a row; segmentation: the decoded frames)."""
+    c, width = maps.shape[1], maps.shape[-1]
+    colors = palette(c)
+    names_below = torch.stack([legend_strip([name], colors[i:i + 1], width) for i, name in enumerate(names)])
+    return video.previews(maps, image, names_below, legend_strip(names, colors, width))
 
 
 def legend_strip(names, colors: torch.Tensor | None, width: int) -> torch.Tensor:

@@ -81,7 +81,8 @@ class Recorder:
 
     # ---- results ----
     def maps(self) -> torch.Tensor:
-        """Maps [B, C, h, w] (float32, token grid, softmax over C) of the latest finished run."""
+        """Maps [B, C, h, w] (video: [B, C, T, h, w]; float32, token grid, softmax over C) of the latest
+        finished run."""
         if self._latest is None:
             raise ConceptAttentionError(
                 "No sampling run has finished with this Concept Attention model yet. Sample with the patched "
@@ -103,8 +104,11 @@ class Recorder:
         return self.concept_maps(self.maps_for(samples), samples.shape[-2:])
 
     def concept_maps(self, maps: torch.Tensor, latent_hw) -> ConceptMaps:
+        """Maps [B, C, h, w] (video: [B, C, T, h, w], with the family's frame layout) as ConceptMaps at the
+        size of the latent's pixels."""
         size = (latent_hw[0] * self.latent_scale, latent_hw[1] * self.latent_scale)
-        return ConceptMaps(self.names, maps, size, self.pixels_per_token)
+        frames = self.adapter.frame_layout() if maps.ndim == 5 else None
+        return ConceptMaps(self.names, maps, size, self.pixels_per_token, frames)
 
     @staticmethod
     def _checked(result: RunResult) -> torch.Tensor:
@@ -125,6 +129,8 @@ class Recorder:
         self.abort_run(run)
         if run.accumulator.count == 0:
             result = RunResult(None, self._why_empty(run))
+        elif output is not None and tuple(self.adapter.grid(output.shape)) != tuple(run.grid):
+            result = RunResult(None, self._partial(run.grid, self.adapter.grid(output.shape)))
         else:
             result = RunResult(run.accumulator.mean(run.grid))
         self._latest = result
@@ -141,6 +147,13 @@ class Recorder:
         if steps is None:
             steps = self.adapter.default_steps(total_steps)
         return steps is None or steps == ALL or step in steps
+
+    @staticmethod
+    def _partial(recorded, whole) -> str:
+        return (f"The model was called on only part of this latent (a token grid of {tuple(recorded)} where the "
+                f"latent's is {tuple(whole)}), so its maps would not cover it. A context-window node (ComfyUI's "
+                f"Context Windows) does this to long videos; Concept Attention maps a whole clip in one model call. "
+                f"Sample without context windows to get masks.")
 
     def _why_empty(self, run: Run) -> str:
         if run.steps_offered and self.steps not in (None, ALL):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..concept_attention import video
 from ..concept_attention.adapters import adapter_classes, supported_text
 from ..concept_attention.concepts import TOKEN_MODES, parse_concepts
 from ..concept_attention.errors import ConceptAttentionError
 from ..concept_attention.maps import NODE_SPACES
 from ..concept_attention.masks import ConceptMaps
-from ..concept_attention.preview import labelled_previews
+from ..concept_attention.preview import labelled_previews, labelled_video_previews
 from ..concept_attention.selection import parse_index_list
 
 Handle = io.Custom("CONCEPT_ATTENTION")
@@ -61,13 +62,17 @@ def map_outputs():
     return [
         io.Mask.Output("masks", display_name="masks",
                        tooltip="Soft masks at image resolution, one per concept and image: image 0's concepts "
-                               "in list order, then image 1's, and so on. Values in 0..1 sum to 1 over concepts."),
+                               "in list order, then image 1's, and so on. Values in 0..1 sum to 1 over concepts. "
+                               "Video: one per concept and decoded frame, each concept's frames in a row "
+                               "(video 0: concept 0's frames, concept 1's frames, ...; then video 1)."),
         io.Image.Output("heatmaps", display_name="heatmaps",
-                        tooltip="One heat image per mask (same order), each stretched to its own range, with "
-                                "its concept's name and colour on a strip below."),
+                        tooltip="One heat image per mask (same order), each stretched to its own range (video: "
+                                "one range per concept's clip), with its concept's name and colour on a strip "
+                                "below."),
         io.Image.Output("segmentation", display_name="segmentation",
-                        tooltip="One image per input image, each pixel coloured by its strongest concept, "
-                                "with a legend (each concept's colour and name) on a strip below."),
+                        tooltip="One image per input image (video: per decoded frame), each pixel coloured by "
+                                "its strongest concept, with a legend (each concept's colour and name) on a strip "
+                                "below."),
         Maps.Output("concept_maps", display_name="concept_maps",
                     tooltip="The maps with their concept names, for the Concept Mask node."),
     ]
@@ -75,11 +80,15 @@ def map_outputs():
 
 def overlay_input():
     return io.Image.Input("image", optional=True,
-                          tooltip="Optional decoded image to draw the heatmaps and segmentation over.")
+                          tooltip="Optional decoded image to draw the heatmaps and segmentation over (video: "
+                                  "the decoded frames, VAE Decode's output).")
 
 
 def map_node_output(concept_maps: ConceptMaps, image=None) -> io.NodeOutput:
     maps = concept_maps.at_image_size()
+    if concept_maps.frames is not None:  # a video: one mask per concept per decoded frame (video.py: the order)
+        heatmaps, segmentation = labelled_video_previews(maps, concept_maps.names, image)
+        return io.NodeOutput(video.masks_output(maps), heatmaps, segmentation, concept_maps)
     masks = maps.reshape(-1, *maps.shape[2:])
     heatmaps, segmentation = labelled_previews(maps, concept_maps.names, image)
     return io.NodeOutput(masks, heatmaps, segmentation, concept_maps)

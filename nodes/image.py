@@ -32,9 +32,10 @@ class ConceptAttentionFromImage(io.ComfyNode):
                 io.Vae.Input("vae", optional=True,
                              tooltip="The model's VAE, to encode the image. Not needed when latent is wired."),
                 io.Image.Input("image", optional=True,
-                               tooltip="The image (or batch of images) to map, encoded with the VAE. When latent "
-                                       "is wired instead, it is only drawn over and must be that latent's "
-                                       "decoded picture."),
+                               tooltip="The image (or batch of images) to map, encoded with the VAE. Video models: "
+                                       "the frames of one video, mapped in one pass per sample. When latent is "
+                                       "wired instead, it is only drawn over and must be that latent's decoded "
+                                       "picture."),
                 concepts_input(),
                 io.String.Input("caption", multiline=True, default="",
                                 tooltip="Optional prompt describing the image; it steers the image stream as "
@@ -70,8 +71,9 @@ class ConceptAttentionFromImage(io.ComfyNode):
         concept_maps = maps_from_latent(model, encoded, image_latent, positive, noise_level=noise_level,
                                         samples=samples, seed=seed, layers=parse_index_list(blocks, "blocks"),
                                         space=space)
-        if image is not None:
-            concept_maps = concept_maps.with_image_size(tuple(image.shape[1:3]))
+        if image is not None:  # an encoded video keeps its own frame count (a latent's decoded frames are its own)
+            frames = image.shape[0] if latent is None else None
+            concept_maps = concept_maps.with_image_size(tuple(image.shape[1:3]), frames=frames)
         return map_node_output(concept_maps, image)
 
     @staticmethod

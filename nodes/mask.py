@@ -32,7 +32,8 @@ class ConceptAttentionSelectMask(io.ComfyNode):
                                tooltip="Cut-off for value_threshold mode (ignored by the other modes)."),
             ],
             outputs=[io.Mask.Output("mask", display_name="mask",
-                                    tooltip="One mask per image at image resolution, 1 = the concept.")],
+                                    tooltip="One mask per image at image resolution, 1 = the concept. Video: "
+                                            "one per decoded frame, in the frames' order.")],
         )
 
     @classmethod

@@ -232,8 +232,9 @@ def expected_maps(calls, per_call, blocks, steps=None, grid=None, patch=2):
                 s = saliency[b][j * per:(j + 1) * per]
                 total = s if total is None else total + s
                 count += 1
-        hw = call["x_hw"]
-        call_grid = ((hw[0] + patch - 1) // patch, (hw[1] + patch - 1) // patch)
+        if grid is None:
+            hw = call["x_hw"]
+            call_grid = ((hw[0] + patch - 1) // patch, (hw[1] + patch - 1) // patch)
     maps = total / count
     return maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], *(grid or call_grid))
 

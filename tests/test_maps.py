@@ -12,7 +12,9 @@ def rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def test_concept_attention_is_one_directional_softmax_attention():
+@pytest.mark.parametrize("chunk", [4096, 2])  # image keys/values read in one chunk, or in chunks of 2 tokens
+def test_concept_attention_is_one_directional_softmax_attention(monkeypatch, chunk):
+    monkeypatch.setattr(maps, "CHUNK_TOKENS", chunk)
     B, H, C, N, D = 2, 3, 4, 5, 8
     q_c, k_c, v_c = rand(B, H, C, D, seed=1), rand(B, H, C, D, seed=2), rand(B, H, C, D, seed=3)
     k_x, v_x = rand(B, H, N, D, seed=4), rand(B, H, N, D, seed=5)
@@ -26,18 +28,24 @@ def test_concept_attention_is_one_directional_softmax_attention():
     torch.testing.assert_close(maps.concept_attention(q_c, k_c, v_c, k_x, v_x), expected)
 
 
-def test_output_space_scores_are_output_products():
+@pytest.mark.parametrize("chunk", [4096, 4])
+def test_output_space_scores_are_output_products(monkeypatch, chunk):
+    monkeypatch.setattr(maps, "CHUNK_TOKENS", chunk)
     o_x, o_c = rand(2, 6, 12, seed=1), rand(2, 3, 12, seed=2)
     s = maps.scores("output", o_x=o_x, o_c=o_c)
     assert s.shape == (2, 6, 3) and s.dtype == torch.float32
     torch.testing.assert_close(s[0, 2, 1], o_x[0, 2] @ o_c[0, 1])
+    torch.testing.assert_close(s[1, 5, 2], o_x[1, 5] @ o_c[1, 2])
 
 
-def test_baseline_spaces_sum_over_heads():
+@pytest.mark.parametrize("chunk", [4096, 2])
+def test_baseline_spaces_sum_over_heads(monkeypatch, chunk):
+    monkeypatch.setattr(maps, "CHUNK_TOKENS", chunk)
     q_x, k_c = rand(1, 2, 5, 4, seed=3), rand(1, 2, 3, 4, seed=4)
     s = maps.scores("cross_attention", q_x=q_x, k_c=k_c)
     logits = (q_x[0, 0, 1] @ k_c[0, 0].T + q_x[0, 1, 1] @ k_c[0, 1].T) / 2
     torch.testing.assert_close(s[0, 1], logits)
+    torch.testing.assert_close(s[0, 4], (q_x[0, 0, 4] @ k_c[0, 0].T + q_x[0, 1, 4] @ k_c[0, 1].T) / 2)
     v = maps.scores("value", v_x=q_x, v_c=k_c)
     torch.testing.assert_close(v[0, 1], logits * 2)
     with pytest.raises(ValueError):

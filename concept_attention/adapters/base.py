@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import maps as maps_math
+from ..video import FrameLayout
 
 BLOCK_REPLACE = "block_replace"  # ("double_block", i) patch replace; the concept step runs inside its attention
 ATTENTION = "attention"          # no replace hook: the concept step runs inside the block's joint attention call
@@ -49,6 +50,7 @@ class ConceptStream:
     c: torch.Tensor               # [B, C, D] concept hidden states
     vec: object = None            # the concept stream's modulation input (family-defined)
     extra: dict = field(default_factory=dict)
+    last_block: int | None = None  # the last block the run reads (set by the engine): no update is needed after it
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ class ModelAdapter:
     block_key = "double_block"    # patches_replace["dit"] key of the joint blocks (BLOCK_REPLACE)
     spaces = maps_math.SPACES     # the score spaces this family offers
     softmax_temperature: float | None = None  # None: softmax per block and step (paper); else maps_math.MapRule
-    patch_size = 2
+    patch_size = 2                # latent pixels per token, spatially
+    video = False                 # a [B, C, T, H, W] latent is a video: T frames of a causal video VAE
+    temporal_patch_size = 1       # video: latent frames per token frame
     order = 100                   # lower is tried first by adapter_for (subclass families before their base)
 
     def __init__(self, base_model):
@@ -106,13 +110,25 @@ class ModelAdapter:
 
     # ---- the token grid ----
     def grid(self, latent_shape) -> tuple[int, ...]:
-        """Token grid (h, w) — or (frames, h, w) for video — of the generated image for a latent of this shape."""
+        """Token grid (h, w) of the generated image for a latent of this shape; (frames, h, w) for a video
+        family's latent [B, C, T, H, W] (its tokens in frame-major order)."""
         p = self.patch_size
         h, w = latent_shape[-2:]
-        return (h + p - 1) // p, (w + p - 1) // p
+        spatial = ((h + p - 1) // p, (w + p - 1) // p)
+        if self.video and len(latent_shape) == 5:
+            t = self.temporal_patch_size
+            return ((latent_shape[2] + t - 1) // t, *spatial)
+        return spatial
 
     def pixels_per_token(self) -> int:
         return self.base_model.latent_format.spacial_downscale_ratio * self.patch_size
+
+    def frame_layout(self) -> FrameLayout | None:
+        """Video families: how the maps' token frames become decoded frames. Default: one token frame per latent
+        frame and the model's causal VAE compression (`latent_format.temporal_downscale_ratio`, the rule
+        comfy.sd.VAE applies to this family's VAE); families with temporal patches or other VAEs override it.
+        None for the others (an image family's extra latent axis, e.g. Qwen-Image-Layered's layers, is no video)."""
+        return FrameLayout(self.base_model.latent_format.temporal_downscale_ratio) if self.video else None
 
     # ---- the concept stream ----
     def model_timestep(self, call: ModelCall) -> torch.Tensor:
@@ -151,8 +167,8 @@ class ModelAdapter:
     def concept_step(self, index: int, attn, stream: ConceptStream, block_args: dict | None,
                      space: str | None):
         """Run block `index`'s concept step inside its joint attention call `attn` (hooks.AttentionCall, recorded
-        rows only). Updates the stream; returns the raw scores [B, N, C] in `space`, or None when space is None
-        (a block the maps do not read)."""
+        rows only). Updates the stream (unless no later block is read); returns the raw scores [B, N, C] in
+        `space`, or None when space is None (a block the maps do not read)."""
         q_c, k_c, v_c, intermediates = self.concept_qkv(index, stream, block_args)
         image = self.layout(index, block_args, stream).image
         k_x, v_x = attn.k[:, :, image], attn.v[:, :, image]
@@ -164,7 +180,8 @@ class ModelAdapter:
             logits = maps_math.scores(space, q_x=attn.q[:, :, image], k_c=k_c)
         elif space == "value":
             logits = maps_math.scores(space, v_x=v_x, v_c=v_c)
-        stream.c = self.concept_update(index, stream, o_c.to(stream.c.dtype), intermediates)
+        if stream.last_block is None or index < stream.last_block:
+            stream.c = self.concept_update(index, stream, o_c.to(stream.c.dtype), intermediates)
         return logits
 
 
