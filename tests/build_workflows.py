@@ -62,6 +62,15 @@ MODEL_URLS = {
         "https://huggingface.co/Comfy-Org/Krea-2/resolve/main/diffusion_models/krea2_turbo_fp8_scaled.safetensors",
     "qwen3vl_4b_fp8_scaled.safetensors":
         "https://huggingface.co/Comfy-Org/Krea-2/resolve/main/text_encoders/qwen3vl_4b_fp8_scaled.safetensors",
+    "hunyuanvideo1.5_720p_t2v_fp16.safetensors":
+        "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/diffusion_models/"
+        "hunyuanvideo1.5_720p_t2v_fp16.safetensors",
+    "byt5_small_glyphxl_fp16.safetensors":
+        "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/text_encoders/"
+        "byt5_small_glyphxl_fp16.safetensors",
+    "hunyuanvideo15_vae_fp16.safetensors":
+        "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/vae/"
+        "hunyuanvideo15_vae_fp16.safetensors",
     "z_image_turbo_bf16.safetensors":
         "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/diffusion_models/"
         "z_image_turbo_bf16.safetensors",
@@ -677,11 +686,11 @@ Qwen-Image-Edit 2509 works the same with its own file.
     return g
 
 
-def flux2_sampler(g: Graph, x, y, model, positive, negative, latent, sampler, sigmas, seed, title):
-    """RandomNoise, CFGGuider (cfg 1: Klein is distilled) and SamplerCustomAdvanced, as ComfyUI's Klein template
-    samples. Returns the guider and the sampler node."""
+def custom_sampler(g: Graph, x, y, model, positive, negative, latent, sampler, sigmas, seed, title, cfg=1.0):
+    """RandomNoise, CFGGuider and SamplerCustomAdvanced, as ComfyUI's Flux.2 and HunyuanVideo templates sample.
+    Returns the three nodes."""
     noise = g.add("RandomNoise", (x, y), {"noise_seed": seed}, size=[320, 82])
-    guider = g.add("CFGGuider", (x, y + 140), {"cfg": 1.0}, size=[320, 98])
+    guider = g.add("CFGGuider", (x, y + 140), {"cfg": cfg}, size=[320, 98])
     g.link(model, 0, guider, "model")
     g.link(positive, 0, guider, "positive")
     g.link(negative, 0, guider, "negative")
@@ -718,7 +727,7 @@ Klein 9B: `flux-2-klein-9b-fp8.safetensors` with the `qwen_3_8b_fp8mixed.safeten
                    size=[400, 106])
     sampler = g.add("KSamplerSelect", (400, 790), {"sampler_name": "euler"}, size=[400, 58])
     sigmas = g.add("Flux2Scheduler", (400, 910), {"steps": 4, "width": 1024, "height": 1024}, size=[400, 106])
-    picture = flux2_sampler(g, 860, 0, ca, enc, neg, latent, sampler, sigmas, 42, "Sampler (picture)")
+    picture = custom_sampler(g, 860, 0, ca, enc, neg, latent, sampler, sigmas, 42, "Sampler (picture)")
     dec = g.add("VAEDecode", (860, 470), size=[320, 46])
     g.link(picture[-1], "output", dec, "samples")
     g.link(vae, 0, dec, "vae")
@@ -748,7 +757,7 @@ Klein 9B: `flux-2-klein-9b-fp8.safetensors` with the `qwen_3_8b_fp8mixed.safeten
     g.link(clip, 0, enc2, "clip")
     neg2 = g.add("ConditioningZeroOut", (1620, 210), size=[400, 26])
     g.link(enc2, 0, neg2, "conditioning")
-    inpaint = flux2_sampler(g, 1620, 300, model, enc2, neg2, noise_mask, sampler, sigmas, 7, "Sampler (inpaint)")
+    inpaint = custom_sampler(g, 1620, 300, model, enc2, neg2, noise_mask, sampler, sigmas, 7, "Sampler (inpaint)")
     dec2 = g.add("VAEDecode", (1620, 770), size=[320, 46])
     g.link(inpaint[-1], "output", dec2, "samples")
     g.link(vae, 0, dec2, "vae")
@@ -883,9 +892,90 @@ Krea 2 Turbo (8 steps, cfg 1), from Comfy-Org's Krea-2 files.
     return g
 
 
+def hunyuan_video_cut_out() -> Graph:
+    g = Graph("HunyuanVideo 1.5 - video cut-out")
+    model = g.add("UNETLoader", (0, 0), {"unet_name": "hunyuanvideo1.5_720p_t2v_fp16.safetensors",
+                                         "weight_dtype": "default"}, size=[320, 82])
+    clip = g.add("DualCLIPLoader", (0, 140), {"clip_name1": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                              "clip_name2": "byt5_small_glyphxl_fp16.safetensors",
+                                              "type": "hunyuan_video_15", "device": "default"}, size=[320, 130])
+    vae = g.add("VAELoader", (0, 330), {"vae_name": "hunyuanvideo15_vae_fp16.safetensors"}, size=[320, 58])
+    g.note((0, 460), [320, 420], model_files(model, clip, vae) + """
+HunyuanVideo 1.5 720p text-to-video (20 steps, cfg 6), sampled as in ComfyUI's template.
+
+1. The sampler makes the video while Concept Attention records the concepts; *Concept Attention Masks*
+   gives one mask per concept per decoded frame.
+2. Load the background; it is scaled to the video's size.
+3. *Concept Mask* picks `dog` in every frame; Image Composite Masked keeps the video's pixels inside the
+   mask and the background outside, frame by frame.
+
+Keep the background's size equal to the video's (width and height of the latent node).
+""")
+    shift = g.add("ModelSamplingSD3", (400, 0), {"shift": 7.0}, size=[400, 58])
+    g.link(model, 0, shift, "model")
+    ca = g.add("ConceptAttentionPatch", (400, 110), {"concepts": "dog, ball, grass, sky"}, size=[400, 250])
+    g.link(shift, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc = g.add("CLIPTextEncode", (400, 420), {"text": "a corgi dog chasing a red ball across the grass in a sunny "
+                                                       "park, blue sky, the camera follows the dog"},
+                size=[400, 160], title="Prompt", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("CLIPTextEncode", (400, 640), {"text": ""}, size=[400, 120], title="Negative Prompt",
+                color=NEGATIVE_COLOR)
+    g.link(clip, 0, neg, "clip")
+    latent = g.add("EmptyHunyuanVideo15Latent", (400, 820), {"width": 1280, "height": 720, "length": 121,
+                                                              "batch_size": 1}, size=[400, 130])
+    sampler = g.add("KSamplerSelect", (860, 0), {"sampler_name": "euler"}, size=[320, 58])
+    sigmas = g.add("BasicScheduler", (860, 110), {"scheduler": "simple", "steps": 20, "denoise": 1.0},
+                   size=[320, 106])
+    g.link(ca, 0, sigmas, "model")
+    video = custom_sampler(g, 860, 270, ca, enc, neg, latent, sampler, sigmas, 42, "Sampler (video)", cfg=6.0)
+    dec = g.add("VAEDecode", (860, 740), size=[320, 46])
+    g.link(video[-1], "output", dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 840), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(video[-1], "output", masks, "latent")
+    g.link(dec, 0, masks, "image")
+
+    background = g.add("LoadImage", (1240, 0), {"image": "example.png"}, size=[320, 380], title="Background image")
+    scaled = g.add("ImageScale", (1240, 440), {"upscale_method": "lanczos", "width": 1280, "height": 720,
+                                               "crop": "center"}, size=[320, 154])
+    g.link(background, 0, scaled, "image")
+
+    cm = g.add("ConceptAttentionSelectMask", (1620, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    feather = g.add("FeatherMask", (1620, 190), {"left": 8, "top": 8, "right": 8, "bottom": 8}, size=[320, 130])
+    g.link(cm, 0, feather, "mask")
+    outside = g.add("InvertMask", (1620, 380), size=[320, 26])
+    g.link(feather, 0, outside, "mask")
+    comp = g.add("ImageCompositeMasked", (1620, 470), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(dec, 0, comp, "destination")
+    g.link(scaled, 0, comp, "source")
+    g.link(outside, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (1620, 680), title="Mask: dog (per frame)", size=(320, 300))
+    g.link(feather, 0, mask_view, "mask")
+
+    outputs = []
+    for y, frames, title, prefix in ((0, comp, "Cut-out video", "concept_attention/hunyuan_video_cutout"),
+                                     (560, dec, "Video", "concept_attention/hunyuan_video")):
+        clip_node = g.add("CreateVideo", (2000, y), {"fps": 24.0}, size=[380, 82])
+        g.link(frames, 0, clip_node, "images")
+        save = g.add("SaveVideo", (2000, y + 140), {"filename_prefix": prefix}, size=[380, 340], title=title)
+        g.link(clip_node, 0, save, "video")
+        outputs += [clip_node, save]
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Video with Concept Attention", [shift, ca, enc, neg, latent, sampler, sigmas, *video, dec, masks],
+            GROUP_COLORS["generate"])
+    g.group("2. Background", [background, scaled], GROUP_COLORS["output"])
+    g.group("3. Cut out, frame by frame", [cm, feather, outside, comp, mask_view], GROUP_COLORS["concepts"])
+    return g
+
+
 WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
              sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept,
-             klein_inpainting, z_image_cut_out, krea2_inpaint_image]
+             klein_inpainting, z_image_cut_out, krea2_inpaint_image, hunyuan_video_cut_out]
 
 
 def main() -> None:

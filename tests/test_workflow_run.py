@@ -80,6 +80,6 @@ def test_workflow_runs(comfy, path):
     for node_id in outputs:
         images = produced[node_id].get("images")
         assert images, f"{prompt[node_id]['class_type']} #{node_id} produced no images"
-        if prompt[node_id]["class_type"] == "SaveImage":
+        if prompt[node_id]["class_type"] in ("SaveImage", "SaveVideo"):
             for image in images:
                 assert (root / "output" / image["subfolder"] / image["filename"]).is_file()

@@ -53,6 +53,11 @@ EXPECTED = {  # the file names are the titles ComfyUI's template browser shows
                                            "ImageScaleToTotalPixels", "VAEEncode", "ConceptAttentionFromImage",
                                            "ConceptAttentionSelectMask", "GrowMask", "FeatherMask",
                                            "SetLatentNoiseMask", "KSampler"},
+    "HunyuanVideo 1.5 - video cut-out": {"UNETLoader", "DualCLIPLoader", "VAELoader", "ModelSamplingSD3",
+                                         "ConceptAttentionPatch", "EmptyHunyuanVideo15Latent", "BasicScheduler",
+                                         "SamplerCustomAdvanced", "ConceptAttentionMasks",
+                                         "ConceptAttentionSelectMask", "InvertMask", "ImageCompositeMasked",
+                                         "CreateVideo", "SaveVideo"},
 }
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]
@@ -169,7 +174,8 @@ def official_model_names() -> set[str]:
     import importlib.util
 
     names = set()
-    for package in ("comfyui_workflow_templates_media_image", "comfyui_workflow_templates_core"):
+    for package in ("comfyui_workflow_templates_media_image", "comfyui_workflow_templates_media_video",
+                    "comfyui_workflow_templates_core"):
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             continue

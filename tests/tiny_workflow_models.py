@@ -48,6 +48,35 @@ def tiny_flux2_vae(seed: int = 3, decoder_width: int = 32):
                      seed)
 
 
+def tiny_hunyuan15_vae(seed: int = 3, width_divisor: int = 16):
+    """The HunyuanVideo 1.5 VAE: 32 latent channels, 16x spatial and causal 4x temporal compression (the first
+    frame alone). ComfyUI detects it by a 32-channel `decoder.conv_in.conv.weight` and sets that layout, but builds
+    its autoencoder at the released widths whatever the state dict holds (128 to 1024 channels, 1.3B parameters:
+    a minute per clip on a CPU). So the VAE is made by ComfyUI from that key alone, and its autoencoder is then
+    rebuilt from the same classes (comfy.ldm.hunyuan_video.vae_refiner) with every width divided by
+    `width_divisor`, with seeded random weights."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    vae = comfy.sd.VAE(sd={"decoder.conv_in.conv.weight": torch.zeros(1024, 32, 3, 3, 3)})  # never initialised
+    released_widths = [128, 256, 512, 1024, 1024]  # comfy/sd.py's configuration of this VAE
+    ddconfig = {"block_out_channels": [w // width_divisor for w in released_widths], "in_channels": 3,
+                "out_channels": 3, "z_channels": vae.latent_channels, "num_res_blocks": 2, "ffactor_spatial": 16,
+                "ffactor_temporal": 4, "downsample_match_channel": True, "upsample_match_channel": True}
+    module = AutoencodingEngine(
+        regularizer_config={"target": "comfy.ldm.models.autoencoder.EmptyRegularizer"},
+        encoder_config={"target": "comfy.ldm.hunyuan_video.vae_refiner.Encoder", "params": ddconfig},
+        decoder_config={"target": "comfy.ldm.hunyuan_video.vae_refiner.Decoder", "params": ddconfig})
+    host.init_weights(module, seed)
+    vae.first_stage_model = module.to(vae.vae_dtype).eval()
+    vae.patcher = comfy.model_patcher.CoreModelPatcher(module, load_device=vae.device,
+                                                       offload_device=comfy.model_management.vae_offload_device())
+    vae.size = None
+    return vae
+
+
 def tiny_qwen_image_edit_clip(seed: int = 0):
     """The tiny Qwen2.5-VL encoder of Qwen-Image (tests/tiny_encoders.py) with a working vision tower, for
     TextEncodeQwenImageEditPlus, which shows the model the input image: ComfyUI builds the tower at the released
@@ -93,6 +122,11 @@ def _krea2():
     return tiny_krea2(seed=0, txtlayers=12)  # tiny_encoders.tiny_krea2_clip taps twelve layers, as the real one
 
 
+def _hunyuan_video():
+    from tiny_hunyuan_video import tiny_hunyuan_video
+    return tiny_hunyuan_video("1.5", seed=0)
+
+
 def _encoder(name, **options):
     def build():
         import tiny_encoders
@@ -109,6 +143,7 @@ DIFFUSION_MODELS = {
     "flux-2-klein-4b.safetensors": _klein,
     "z_image_turbo_bf16.safetensors": _z_image,
     "krea2_turbo_fp8_scaled.safetensors": _krea2,
+    "hunyuanvideo1.5_720p_t2v_fp16.safetensors": _hunyuan_video,
 }
 # (CLIP type, file names) -> tiny text encoder: the type and the file together pick the encoder in ComfyUI
 TEXT_ENCODERS = {
@@ -118,11 +153,15 @@ TEXT_ENCODERS = {
     ("flux2", "qwen_3_4b.safetensors"): _encoder("tiny_klein_clip", variant="4b"),
     ("lumina2", "qwen_3_4b.safetensors"): _encoder("tiny_zimage_clip"),
     ("krea2", "qwen3vl_4b_fp8_scaled.safetensors"): _encoder("tiny_krea2_clip"),
+    # Qwen2.5-VL without byT5 (byT5 only adds features for quoted text)
+    ("hunyuan_video_15", "qwen_2.5_vl_7b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors"):
+        _encoder("tiny_hunyuan15_clip"),
 }
 VAES = {
     "ae.safetensors": host.tiny_vae,
     "qwen_image_vae.safetensors": tiny_wan21_vae,
     "flux2-vae.safetensors": tiny_flux2_vae,
+    "hunyuanvideo15_vae_fp16.safetensors": tiny_hunyuan15_vae,
 }
 CHECKPOINTS = {
     "sd3.5_large_fp8_scaled.safetensors": lambda: (host.tiny_sd3(seed=0), host.tiny_sd3_clip(seed=2),
