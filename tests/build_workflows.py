@@ -841,7 +841,8 @@ def krea2_inpaint_image() -> Graph:
     g.note((0, 930), [320, 320], model_files(model, clip, vae) + """
 Krea 2 Turbo (8 steps, cfg 1), from Comfy-Org's Krea-2 files.
 
-1. The image is scaled to about one megapixel; *Concept Attention from Image* maps it.
+1. The image is scaled to about one megapixel and encoded once; *Concept Attention from Image* maps
+   that LATENT (the image only draws the previews).
 2. *Concept Mask* picks `dress`; Grow Mask and Feather Mask widen and soften it.
 3. Set Latent Noise Mask limits KSampler to that region: it paints what the prompt asks for (a blue
    denim dress) and keeps the rest of the picture.
@@ -855,7 +856,7 @@ Krea 2 Turbo (8 steps, cfg 1), from Comfy-Org's Krea-2 files.
     fi = g.add("ConceptAttentionFromImage", (400, 300),
                {"concepts": "girl, hair, dress, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
                 "samples": 1, "seed": 0}, size=[400, 420])
-    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (scaled, "image")):
+    for src, name in ((model, "model"), (clip, "clip"), (latent, "latent"), (scaled, "image")):
         g.link(src, 0, fi, name)
     seg = image_out(g, "PreviewImage", (400, 790), title="Segmentation", size=(400, 330))
     g.link(fi, "segmentation", seg, "images")
