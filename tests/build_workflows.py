@@ -736,8 +736,8 @@ Klein 9B: `flux-2-klein-9b-fp8.safetensors` with the `qwen_3_8b_fp8mixed.safeten
     g.link(picture[-1], "output", masks, "latent")
     g.link(dec, 0, masks, "image")
     first = image_out(g, "PreviewImage", (860, 760), title="Picture", size=(320, 300))
-
     g.link(dec, 0, first, "images")
+
     cm = g.add("ConceptAttentionSelectMask", (1240, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
                size=[320, 130])
     g.link(masks, "concept_maps", cm, "concept_maps")

@@ -1,10 +1,12 @@
 """Every example workflow runs end to end through ComfyUI's own executor (`execution.PromptExecutor`).
 
 The model files are not available here, so the loader node types are swapped for subclasses that return, for
-the file (or CLIP type) each names, a tiny random model of that family built through ComfyUI's own classes
+the files (and CLIP type) each names, a tiny random model of that family built through ComfyUI's own classes
 (tests/tiny_workflow_models.py); every other node is ComfyUI's or the pack's own, wired exactly as in the
-workflow file. To stay fast on a CPU the prompt is shrunk (workflow_tools.SHRINK): 64 px images and latents,
-2 sampling steps, the tiny models' blocks, and Kontext's preferred resolution 64x64. Asserts that every output node of every workflow produced its images.
+workflow file. To stay fast on a CPU the prompt is shrunk (workflow_tools.SHRINK): 64 px images and latents
+(96 px where a node allows no less), 5 video frames, 2 sampling steps, the tiny models' blocks, and Kontext's
+preferred resolution 64x64. Asserts that every output node of every workflow produced its images (and saved
+its image and video files).
 """
 
 from __future__ import annotations

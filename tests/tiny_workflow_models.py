@@ -7,7 +7,8 @@ workflow names without a tiny stand-in here is an error that names it.
 
 The VAEs are `comfy.sd.VAE`s made from a state dict as VAE Loader makes them: ComfyUI detects the kind of VAE by
 its keys and sets its latent layout, compression and channel count; the widths it reads from the state dict are
-shrunk, the rest is the real architecture, with seeded random weights.
+shrunk, the rest is the real architecture, with seeded random weights. Where ComfyUI fixes the widths whatever
+the state dict holds (the HunyuanVideo 1.5 VAE), the autoencoder is rebuilt narrower from the same classes.
 """
 
 from __future__ import annotations
