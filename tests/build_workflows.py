@@ -38,6 +38,42 @@ MODEL_URLS = {
     "sd3.5_large_fp8_scaled.safetensors":
         "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/"
         "sd3.5_large_fp8_scaled.safetensors?download=true",
+    "Chroma1-HD-fp8mixed.safetensors":
+        "https://huggingface.co/Comfy-Org/Chroma1-HD_repackaged/resolve/main/split_files/diffusion_models/"
+        "Chroma1-HD-fp8mixed.safetensors",
+    "t5xxl_fp8_e4m3fn_scaled.safetensors":
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn_scaled.safetensors",
+    "qwen_image_edit_2511_bf16.safetensors":
+        "https://huggingface.co/Comfy-Org/Qwen-Image-Edit_ComfyUI/resolve/main/split_files/diffusion_models/"
+        "qwen_image_edit_2511_bf16.safetensors",
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/"
+        "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+    "qwen_image_vae.safetensors":
+        "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
+    "flux-2-klein-4b.safetensors":
+        "https://huggingface.co/Comfy-Org/flux2-klein/resolve/main/split_files/diffusion_models/"
+        "flux-2-klein-4b.safetensors",
+    "qwen_3_4b.safetensors":
+        "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
+    "flux2-vae.safetensors":
+        "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
+    "krea2_turbo_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/Krea-2/resolve/main/diffusion_models/krea2_turbo_fp8_scaled.safetensors",
+    "qwen3vl_4b_fp8_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/Krea-2/resolve/main/text_encoders/qwen3vl_4b_fp8_scaled.safetensors",
+    "hunyuanvideo1.5_720p_t2v_fp16.safetensors":
+        "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/diffusion_models/"
+        "hunyuanvideo1.5_720p_t2v_fp16.safetensors",
+    "byt5_small_glyphxl_fp16.safetensors":
+        "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/text_encoders/"
+        "byt5_small_glyphxl_fp16.safetensors",
+    "hunyuanvideo15_vae_fp16.safetensors":
+        "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/vae/"
+        "hunyuanvideo15_vae_fp16.safetensors",
+    "z_image_turbo_bf16.safetensors":
+        "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/diffusion_models/"
+        "z_image_turbo_bf16.safetensors",
 }
 FOLDER_OF = {name: folder for folder, names in wt.MODEL_FILES.items() for name in names}
 
@@ -245,6 +281,25 @@ def flux_loaders(g: Graph, x, y, unet="flux1-dev.safetensors"):
     return model, clip, vae
 
 
+def single_encoder_loaders(g: Graph, x, y, unet, text_encoder, clip_type, vae):
+    """Load Diffusion Model, Load CLIP (with the `type` ComfyUI's template of the family sets) and Load VAE."""
+    model = g.add("UNETLoader", (x, y), {"unet_name": unet, "weight_dtype": "default"}, size=[320, 82])
+    clip = g.add("CLIPLoader", (x, y + 140), {"clip_name": text_encoder, "type": clip_type, "device": "default"},
+                 size=[320, 106])
+    vae = g.add("VAELoader", (x, y + 310), {"vae_name": vae}, size=[320, 58])
+    return model, clip, vae
+
+
+def model_files(*loaders: Node) -> str:
+    """The note's list of the files these loaders load, by models/ folder, with their download links."""
+    by_folder: dict[str, list[str]] = {}
+    for loader in loaders:
+        for entry in loader.models:
+            by_folder.setdefault(entry["directory"], []).append(f"[{entry['name']}]({entry['url']})")
+    lines = [f"- {folder}/{', '.join(links)}" for folder, links in by_folder.items()]
+    return "\n".join(["**Models** (ComfyUI/models/...)", *lines]) + "\n"
+
+
 def flux_prompt(g: Graph, clip, x, y, text, guidance=3.5, title="Prompt"):
     """CLIPTextEncode -> FluxGuidance (positive) and ConditioningZeroOut (negative), as ComfyUI's Flux
     templates wire them for cfg 1."""
@@ -336,12 +391,22 @@ def masks_from_image() -> Graph:
     g = Graph("Flux - masks of an existing image")
     model, clip, vae = flux_loaders(g, 0, 0)
     image = g.add("LoadImage", (0, 500), {"image": "example.png"}, size=[320, 380])
-    g.note((0, 960), [320, 280], FLUX_FILES + """
+    g.note((0, 960), [320, 280], FLUX_FILES + FROM_IMAGE_NOTE)
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    concept_masks_of_image(g, model, clip, vae, image)
+    return g
+
+
+FROM_IMAGE_NOTE = """
 Load any image, name the concepts to find and describe the image in `caption` (optional). One partial
 forward pass of the model per sample gives the maps; *Concept Mask* picks one concept's mask by name.
 
 For a picture you generated, wire its sampler's LATENT to `latent` instead of the image: no VAE encode.
-""")
+"""
+
+
+def concept_masks_of_image(g: Graph, model, clip, vae, image):
+    """Concept Attention from Image on the drawing, Concept Mask `dress` and the previews, from x=400."""
     fi = g.add("ConceptAttentionFromImage", (400, 0),
                {"concepts": "girl, hair, dress, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
                 "samples": 1, "seed": 0}, size=[400, 420])
@@ -356,9 +421,7 @@ For a picture you generated, wire its sampler's LATENT to `latent` instead of th
     g.link(fi, "heatmaps", heat, "images")
     mask = image_out(g, "MaskPreview", (1300, 0), title="Mask: dress")
     g.link(cm, 0, mask, "mask")
-    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
     g.group("Concept masks", [fi, cm], GROUP_COLORS["concepts"])
-    return g
 
 
 def attention_guided_inpainting() -> Graph:
@@ -529,35 +592,391 @@ and Image Composite Masked pastes the edited pixels back only there.
     edited = image_out(g, "PreviewImage", (860, 450), title="Kontext edit (whole image)", size=(320, 360))
     g.link(dec, 0, edited, "images")
 
-    fi = g.add("ConceptAttentionFromImage", (1240, 0),
+    region = confine_to_concept(g, model, clip, vae, scaled, dec, "concept_attention/kontext_edit", x=1240)
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("Flux Kontext edit", [scaled, enc_img, enc, ref, guid, neg, ks, dec, edited], GROUP_COLORS["edit"])
+    g.group("Region of one concept", region, GROUP_COLORS["concepts"])
+    return g
+
+
+def confine_to_concept(g: Graph, model, clip, vae, original, edited, prefix, x):
+    """Concept Attention from Image maps the original, Concept Mask picks `dress`, Grow and Feather soften it
+    and Image Composite Masked pastes the edited image onto the original inside it. Returns the mask nodes."""
+    fi = g.add("ConceptAttentionFromImage", (x, 0),
                {"concepts": "girl, dress, hair, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
                 "samples": 1, "seed": 0}, size=[400, 420])
-    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (scaled, "image")):
+    for src, name in ((model, "model"), (clip, "clip"), (vae, "vae"), (original, "image")):
         g.link(src, 0, fi, name)
-    cm = g.add("ConceptAttentionSelectMask", (1240, 500), {"concept": "dress", "mode": "argmax",
-                                                           "threshold": 0.5}, size=[400, 130])
+    cm = g.add("ConceptAttentionSelectMask", (x, 500), {"concept": "dress", "mode": "argmax", "threshold": 0.5},
+               size=[400, 130])
     g.link(fi, "concept_maps", cm, "concept_maps")
-    grow = g.add("GrowMask", (1240, 690), {"expand": 16, "tapered_corners": True}, size=[400, 82])
+    grow = g.add("GrowMask", (x, 690), {"expand": 16, "tapered_corners": True}, size=[400, 82])
     g.link(cm, 0, grow, "mask")
-    feather = g.add("FeatherMask", (1240, 830), {"left": 16, "top": 16, "right": 16, "bottom": 16},
-                    size=[400, 130])
+    feather = g.add("FeatherMask", (x, 830), {"left": 16, "top": 16, "right": 16, "bottom": 16}, size=[400, 130])
     g.link(grow, 0, feather, "mask")
-    comp = g.add("ImageCompositeMasked", (1700, 0), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    comp = g.add("ImageCompositeMasked", (x + 460, 0), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(original, 0, comp, "destination")
+    g.link(edited, 0, comp, "source")
+    g.link(feather, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (x + 460, 240), title="Edit region", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+    save = image_out(g, "SaveImage", (x + 840, 0), prefix=prefix)
+    g.link(comp, 0, save, "images")
+    return [fi, cm, grow, feather]
+
+
+def chroma_masks_from_image() -> Graph:
+    g = Graph("Chroma - masks of an image")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "Chroma1-HD-fp8mixed.safetensors",
+                                              "t5xxl_fp8_e4m3fn_scaled.safetensors", "chroma", "ae.safetensors")
+    image = g.add("LoadImage", (0, 470), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 930), [320, 290], model_files(model, clip, vae) + """
+Chroma1-Base, Chroma1-Flash and the earlier Chroma releases work the same. For Chroma1-Radiance (pixel
+space) load `chroma-radiance-x0.safetensors` and pick `pixel_space` in Load VAE.
+""" + FROM_IMAGE_NOTE)
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    concept_masks_of_image(g, model, clip, vae, image)
+    return g
+
+
+def qwen_image_edit_concept() -> Graph:
+    g = Graph("Qwen-Image-Edit - edit one concept")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "qwen_image_edit_2511_bf16.safetensors",
+                                              "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image",
+                                              "qwen_image_vae.safetensors")
+    image = g.add("LoadImage", (0, 470), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 930), [320, 420], model_files(model, clip, vae) + """
+Qwen-Image-Edit 2511 edits from an instruction, but it may change more than you asked for. This workflow
+keeps the edit inside one concept's region: *Concept Attention from Image* (with the same model) maps the
+input, *Concept Mask* picks `dress`, and Image Composite Masked pastes the edited pixels back only there.
+
+Qwen-Image-Edit 2509 works the same with its own file.
+""")
+    scaled = g.add("FluxKontextImageScale", (400, 0), size=[400, 26])
+    g.link(image, 0, scaled, "image")
+    latent = g.add("VAEEncode", (400, 100), size=[400, 46])
+    g.link(scaled, 0, latent, "pixels")
+    g.link(vae, 0, latent, "vae")
+    conditions = []
+    for y, text, title, color, height in ((220, "Change the pink dress to a blue denim dress, keep everything "
+                                                "else unchanged", "Edit instruction", POSITIVE_COLOR, 250),
+                                          (540, "", "Negative", NEGATIVE_COLOR, 220)):
+        enc = g.add("TextEncodeQwenImageEditPlus", (400, y), {"prompt": text}, size=[400, height], title=title,
+                    color=color)
+        g.link(clip, 0, enc, "clip")
+        g.link(scaled, 0, enc, "image1")
+        ref = g.add("ReferenceLatent", (400, 820 + 100 * len(conditions)), size=[400, 46])
+        g.link(enc, 0, ref, "conditioning")
+        g.link(latent, 0, ref, "latent")
+        conditions += [enc, ref]
+    shift = g.add("ModelSamplingAuraFlow", (860, 0), {"shift": 3.1}, size=[320, 58])
+    g.link(model, 0, shift, "model")
+    norm = g.add("CFGNorm", (860, 110), {"strength": 1.0}, size=[320, 58])
+    g.link(shift, 0, norm, "model")
+    ks = ksampler(g, 860, 220, norm, conditions[1], conditions[3], latent, steps=40, cfg=4.0)
+    dec = g.add("VAEDecode", (860, 540), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    edited = image_out(g, "PreviewImage", (860, 640), title="Edit (whole image)", size=(320, 360))
+    g.link(dec, 0, edited, "images")
+    region = confine_to_concept(g, model, clip, vae, scaled, dec, "concept_attention/qwen_image_edit", x=1240)
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("Qwen-Image-Edit", [scaled, latent, *conditions, shift, norm, ks, dec, edited], GROUP_COLORS["edit"])
+    g.group("Region of one concept", region, GROUP_COLORS["concepts"])
+    return g
+
+
+def custom_sampler(g: Graph, x, y, model, positive, negative, latent, sampler, sigmas, seed, title, cfg=1.0):
+    """RandomNoise, CFGGuider and SamplerCustomAdvanced, as ComfyUI's Flux.2 and HunyuanVideo templates sample.
+    Returns the three nodes."""
+    noise = g.add("RandomNoise", (x, y), {"noise_seed": seed}, size=[320, 82])
+    guider = g.add("CFGGuider", (x, y + 140), {"cfg": cfg}, size=[320, 98])
+    g.link(model, 0, guider, "model")
+    g.link(positive, 0, guider, "positive")
+    g.link(negative, 0, guider, "negative")
+    run = g.add("SamplerCustomAdvanced", (x, y + 300), size=[320, 106], title=title)
+    for src, name in ((noise, "noise"), (guider, "guider"), (sampler, "sampler"), (sigmas, "sigmas"),
+                      (latent, "latent_image")):
+        g.link(src, 0, run, name)
+    return [noise, guider, run]
+
+
+def klein_inpainting() -> Graph:
+    g = Graph("Flux.2 Klein - inpaint one concept")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "flux-2-klein-4b.safetensors", "qwen_3_4b.safetensors",
+                                              "flux2", "flux2-vae.safetensors")
+    g.note((0, 440), [320, 500], model_files(model, clip, vae) + """
+Flux.2 Klein 4B (distilled: 4 steps, cfg 1), sampled as in ComfyUI's Klein template.
+
+1. The first sampler makes the picture with Concept Attention recording the concepts.
+2. *Concept Mask* picks `dog`; Grow Mask and Feather Mask widen and soften it.
+3. Set Latent Noise Mask limits the second sampler to that region: it paints what the second prompt asks
+   for (a cat) and keeps the rest of the picture.
+
+Klein 9B: `flux-2-klein-9b-fp8.safetensors` with the `qwen_3_8b_fp8mixed.safetensors` text encoder.
+""")
+    ca = g.add("ConceptAttentionPatch", (400, 0), {"concepts": DOG_CONCEPTS}, size=[400, 250])
+    g.link(model, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc = g.add("CLIPTextEncode", (400, 320), {"text": DOG_PROMPT}, size=[400, 160], title="Prompt",
+                color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("ConditioningZeroOut", (400, 530), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    latent = g.add("EmptyFlux2LatentImage", (400, 620), {"width": 1024, "height": 1024, "batch_size": 1},
+                   size=[400, 106])
+    sampler = g.add("KSamplerSelect", (400, 790), {"sampler_name": "euler"}, size=[400, 58])
+    sigmas = g.add("Flux2Scheduler", (400, 910), {"steps": 4, "width": 1024, "height": 1024}, size=[400, 106])
+    picture = custom_sampler(g, 860, 0, ca, enc, neg, latent, sampler, sigmas, 42, "Sampler (picture)")
+    dec = g.add("VAEDecode", (860, 470), size=[320, 46])
+    g.link(picture[-1], "output", dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 580), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(picture[-1], "output", masks, "latent")
+    g.link(dec, 0, masks, "image")
+    first = image_out(g, "PreviewImage", (860, 760), title="Picture", size=(320, 300))
+    g.link(dec, 0, first, "images")
+
+    cm = g.add("ConceptAttentionSelectMask", (1240, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    grow = g.add("GrowMask", (1240, 190), {"expand": 24, "tapered_corners": True}, size=[320, 82])
+    g.link(cm, 0, grow, "mask")
+    feather = g.add("FeatherMask", (1240, 330), {"left": 24, "top": 24, "right": 24, "bottom": 24},
+                    size=[320, 130])
+    g.link(grow, 0, feather, "mask")
+    noise_mask = g.add("SetLatentNoiseMask", (1240, 520), size=[320, 46])
+    g.link(picture[-1], "output", noise_mask, "samples")
+    g.link(feather, 0, noise_mask, "mask")
+    mask_view = image_out(g, "MaskPreview", (1240, 640), title="Inpaint mask", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+
+    enc2 = g.add("CLIPTextEncode", (1620, 0), {"text": DOG_PROMPT.replace("corgi dog", "tabby cat")},
+                 size=[400, 160], title="Prompt for the masked region", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc2, "clip")
+    neg2 = g.add("ConditioningZeroOut", (1620, 210), size=[400, 26])
+    g.link(enc2, 0, neg2, "conditioning")
+    inpaint = custom_sampler(g, 1620, 300, model, enc2, neg2, noise_mask, sampler, sigmas, 7, "Sampler (inpaint)")
+    dec2 = g.add("VAEDecode", (1620, 770), size=[320, 46])
+    g.link(inpaint[-1], "output", dec2, "samples")
+    g.link(vae, 0, dec2, "vae")
+    save = image_out(g, "SaveImage", (2080, 0), prefix="concept_attention/klein_inpainted")
+    g.link(dec2, 0, save, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Picture with Concept Attention", [ca, enc, neg, latent, sampler, sigmas, *picture, dec, masks,
+                                                  first], GROUP_COLORS["generate"])
+    g.group("2. Mask of one concept", [cm, grow, feather, noise_mask, mask_view], GROUP_COLORS["concepts"])
+    g.group("3. Inpaint the region", [enc2, neg2, *inpaint, dec2], GROUP_COLORS["edit"])
+    return g
+
+
+def z_image_cut_out() -> Graph:
+    g = Graph("Z-Image Turbo - cut out a concept")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors",
+                                              "lumina2", "ae.safetensors")
+    g.note((0, 440), [320, 320], model_files(model, clip, vae) + """
+Z-Image Turbo (8 steps, cfg 1, res_multistep), sampled as in ComfyUI's Z-Image Turbo template.
+
+1. KSampler makes the picture while Concept Attention records the concepts.
+2. Load the background to paste onto; it is scaled to the picture's size.
+3. *Concept Mask* picks `dog`, Feather Mask softens its edge and Image Composite Masked pastes the dog
+   from the picture onto the background.
+""")
+    shift = g.add("ModelSamplingAuraFlow", (400, 0), {"shift": 3.0}, size=[400, 58])
+    g.link(model, 0, shift, "model")
+    ca = g.add("ConceptAttentionPatch", (400, 110), {"concepts": DOG_CONCEPTS}, size=[400, 250])
+    g.link(shift, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc = g.add("CLIPTextEncode", (400, 420), {"text": DOG_PROMPT}, size=[400, 160], title="Prompt",
+                color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("ConditioningZeroOut", (400, 630), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    latent = g.add("EmptySD3LatentImage", (400, 720), {"width": 1024, "height": 1024, "batch_size": 1},
+                   size=[400, 106])
+    ks = ksampler(g, 860, 0, ca, enc, neg, latent, steps=8, sampler="res_multistep")
+    dec = g.add("VAEDecode", (860, 320), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 430), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(ks, 0, masks, "latent")
+    g.link(dec, 0, masks, "image")
+    seg = image_out(g, "PreviewImage", (860, 610), title="Segmentation", size=(320, 320))
+    g.link(masks, "segmentation", seg, "images")
+
+    background = g.add("LoadImage", (1240, 0), {"image": "example.png"}, size=[320, 380], title="Background image")
+    scaled = g.add("ImageScale", (1240, 440), {"upscale_method": "lanczos", "width": 1024, "height": 1024,
+                                               "crop": "center"}, size=[320, 154])
+    g.link(background, 0, scaled, "image")
+
+    cm = g.add("ConceptAttentionSelectMask", (1620, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    feather = g.add("FeatherMask", (1620, 190), {"left": 8, "top": 8, "right": 8, "bottom": 8}, size=[320, 130])
+    g.link(cm, 0, feather, "mask")
+    comp = g.add("ImageCompositeMasked", (1620, 380), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
     g.link(scaled, 0, comp, "destination")
     g.link(dec, 0, comp, "source")
     g.link(feather, 0, comp, "mask")
-    mask_view = image_out(g, "MaskPreview", (1700, 240), title="Edit region", size=(320, 360))
+    mask_view = image_out(g, "MaskPreview", (1620, 590), title="Cut-out mask", size=(320, 320))
     g.link(feather, 0, mask_view, "mask")
-    save = image_out(g, "SaveImage", (2080, 0), prefix="concept_attention/kontext_edit")
+    save = image_out(g, "SaveImage", (2000, 0), prefix="concept_attention/z_image_composite")
     g.link(comp, 0, save, "images")
     g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
-    g.group("Flux Kontext edit", [scaled, enc_img, enc, ref, guid, neg, ks, dec, edited], GROUP_COLORS["edit"])
-    g.group("Region of one concept", [fi, cm, grow, feather], GROUP_COLORS["concepts"])
+    g.group("1. Picture with Concept Attention", [shift, ca, enc, neg, latent, ks, dec, masks, seg],
+            GROUP_COLORS["generate"])
+    g.group("2. Background", [background, scaled], GROUP_COLORS["output"])
+    g.group("3. Cut out the concept", [cm, feather, comp, mask_view], GROUP_COLORS["concepts"])
+    return g
+
+
+def krea2_inpaint_image() -> Graph:
+    g = Graph("Krea 2 - inpaint an existing image")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "krea2_turbo_fp8_scaled.safetensors",
+                                              "qwen3vl_4b_fp8_scaled.safetensors", "krea2",
+                                              "qwen_image_vae.safetensors")
+    image = g.add("LoadImage", (0, 470), {"image": "example.png"}, size=[320, 380])
+    g.note((0, 930), [320, 320], model_files(model, clip, vae) + """
+Krea 2 Turbo (8 steps, cfg 1), from Comfy-Org's Krea-2 files.
+
+1. The image is scaled to about one megapixel and encoded once; *Concept Attention from Image* maps
+   that LATENT (the image only draws the previews).
+2. *Concept Mask* picks `dress`; Grow Mask and Feather Mask widen and soften it.
+3. Set Latent Noise Mask limits KSampler to that region: it paints what the prompt asks for (a blue
+   denim dress) and keeps the rest of the picture.
+""")
+    scaled = g.add("ImageScaleToTotalPixels", (400, 0), {"upscale_method": "lanczos", "megapixels": 1.0,
+                                                         "resolution_steps": 16}, size=[400, 130])
+    g.link(image, 0, scaled, "image")
+    latent = g.add("VAEEncode", (400, 190), size=[400, 46])
+    g.link(scaled, 0, latent, "pixels")
+    g.link(vae, 0, latent, "vae")
+    fi = g.add("ConceptAttentionFromImage", (400, 300),
+               {"concepts": "girl, hair, dress, grass, sky", "caption": DRAWING_CAPTION, "noise_level": 0.5,
+                "samples": 1, "seed": 0}, size=[400, 420])
+    for src, name in ((model, "model"), (clip, "clip"), (latent, "latent"), (scaled, "image")):
+        g.link(src, 0, fi, name)
+    seg = image_out(g, "PreviewImage", (400, 790), title="Segmentation", size=(400, 330))
+    g.link(fi, "segmentation", seg, "images")
+
+    cm = g.add("ConceptAttentionSelectMask", (860, 0), {"concept": "dress", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(fi, "concept_maps", cm, "concept_maps")
+    grow = g.add("GrowMask", (860, 190), {"expand": 16, "tapered_corners": True}, size=[320, 82])
+    g.link(cm, 0, grow, "mask")
+    feather = g.add("FeatherMask", (860, 330), {"left": 16, "top": 16, "right": 16, "bottom": 16},
+                    size=[320, 130])
+    g.link(grow, 0, feather, "mask")
+    noise_mask = g.add("SetLatentNoiseMask", (860, 520), size=[320, 46])
+    g.link(latent, 0, noise_mask, "samples")
+    g.link(feather, 0, noise_mask, "mask")
+    mask_view = image_out(g, "MaskPreview", (860, 640), title="Inpaint mask", size=(320, 360))
+    g.link(feather, 0, mask_view, "mask")
+
+    enc = g.add("CLIPTextEncode", (1240, 0), {"text": DRAWING_CAPTION.replace("a pink dress", "a blue denim dress")},
+                size=[400, 160], title="Prompt for the masked region", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("ConditioningZeroOut", (1240, 210), size=[400, 26])
+    g.link(enc, 0, neg, "conditioning")
+    ks = ksampler(g, 1240, 300, model, enc, neg, noise_mask, steps=8, seed=7)
+    dec = g.add("VAEDecode", (1240, 620), size=[400, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    save = image_out(g, "SaveImage", (1700, 0), prefix="concept_attention/krea2_inpainted")
+    g.link(dec, 0, save, "images")
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Map the image", [scaled, latent, fi, seg], GROUP_COLORS["generate"])
+    g.group("2. Mask of one concept", [cm, grow, feather, noise_mask, mask_view], GROUP_COLORS["concepts"])
+    g.group("3. Inpaint the region", [enc, neg, ks, dec], GROUP_COLORS["edit"])
+    return g
+
+
+def hunyuan_video_cut_out() -> Graph:
+    g = Graph("HunyuanVideo 1.5 - video cut-out")
+    model = g.add("UNETLoader", (0, 0), {"unet_name": "hunyuanvideo1.5_720p_t2v_fp16.safetensors",
+                                         "weight_dtype": "default"}, size=[320, 82])
+    clip = g.add("DualCLIPLoader", (0, 140), {"clip_name1": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                              "clip_name2": "byt5_small_glyphxl_fp16.safetensors",
+                                              "type": "hunyuan_video_15", "device": "default"}, size=[320, 130])
+    vae = g.add("VAELoader", (0, 330), {"vae_name": "hunyuanvideo15_vae_fp16.safetensors"}, size=[320, 58])
+    g.note((0, 460), [320, 420], model_files(model, clip, vae) + """
+HunyuanVideo 1.5 720p text-to-video (20 steps, cfg 6), sampled as in ComfyUI's template.
+
+1. The sampler makes the video while Concept Attention records the concepts; *Concept Attention Masks*
+   gives one mask per concept per decoded frame.
+2. Load the background; it is scaled to the video's size.
+3. *Concept Mask* picks `dog` in every frame; Image Composite Masked keeps the video's pixels inside the
+   mask and the background outside, frame by frame.
+
+Keep the background's size equal to the video's (width and height of the latent node).
+""")
+    shift = g.add("ModelSamplingSD3", (400, 0), {"shift": 7.0}, size=[400, 58])
+    g.link(model, 0, shift, "model")
+    ca = g.add("ConceptAttentionPatch", (400, 110), {"concepts": "dog, ball, grass, sky"}, size=[400, 250])
+    g.link(shift, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc = g.add("CLIPTextEncode", (400, 420), {"text": "a corgi dog chasing a red ball across the grass in a sunny "
+                                                       "park, blue sky, the camera follows the dog"},
+                size=[400, 160], title="Prompt", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("CLIPTextEncode", (400, 640), {"text": ""}, size=[400, 120], title="Negative Prompt",
+                color=NEGATIVE_COLOR)
+    g.link(clip, 0, neg, "clip")
+    latent = g.add("EmptyHunyuanVideo15Latent", (400, 820), {"width": 1280, "height": 720, "length": 121,
+                                                              "batch_size": 1}, size=[400, 130])
+    sampler = g.add("KSamplerSelect", (860, 0), {"sampler_name": "euler"}, size=[320, 58])
+    sigmas = g.add("BasicScheduler", (860, 110), {"scheduler": "simple", "steps": 20, "denoise": 1.0},
+                   size=[320, 106])
+    g.link(ca, 0, sigmas, "model")
+    video = custom_sampler(g, 860, 270, ca, enc, neg, latent, sampler, sigmas, 42, "Sampler (video)", cfg=6.0)
+    dec = g.add("VAEDecode", (860, 740), size=[320, 46])
+    g.link(video[-1], "output", dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 840), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(video[-1], "output", masks, "latent")
+    g.link(dec, 0, masks, "image")
+
+    background = g.add("LoadImage", (1240, 0), {"image": "example.png"}, size=[320, 380], title="Background image")
+    scaled = g.add("ImageScale", (1240, 440), {"upscale_method": "lanczos", "width": 1280, "height": 720,
+                                               "crop": "center"}, size=[320, 154])
+    g.link(background, 0, scaled, "image")
+
+    cm = g.add("ConceptAttentionSelectMask", (1620, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    feather = g.add("FeatherMask", (1620, 190), {"left": 8, "top": 8, "right": 8, "bottom": 8}, size=[320, 130])
+    g.link(cm, 0, feather, "mask")
+    outside = g.add("InvertMask", (1620, 380), size=[320, 26])
+    g.link(feather, 0, outside, "mask")
+    comp = g.add("ImageCompositeMasked", (1620, 470), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(dec, 0, comp, "destination")
+    g.link(scaled, 0, comp, "source")
+    g.link(outside, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (1620, 680), title="Mask: dog (per frame)", size=(320, 300))
+    g.link(feather, 0, mask_view, "mask")
+
+    outputs = []
+    for y, frames, title, prefix in ((0, comp, "Cut-out video", "concept_attention/hunyuan_video_cutout"),
+                                     (560, dec, "Video", "concept_attention/hunyuan_video")):
+        clip_node = g.add("CreateVideo", (2000, y), {"fps": 24.0}, size=[380, 82])
+        g.link(frames, 0, clip_node, "images")
+        save = g.add("SaveVideo", (2000, y + 140), {"filename_prefix": prefix}, size=[380, 340], title=title)
+        g.link(clip_node, 0, save, "video")
+        outputs += [clip_node, save]
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Video with Concept Attention", [shift, ca, enc, neg, latent, sampler, sigmas, *video, dec, masks],
+            GROUP_COLORS["generate"])
+    g.group("2. Background", [background, scaled], GROUP_COLORS["output"])
+    g.group("3. Cut out, frame by frame", [cm, feather, outside, comp, mask_view], GROUP_COLORS["concepts"])
     return g
 
 
 WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
-             sd35_generation_masks, kontext_concept_edit]
+             sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept,
+             klein_inpainting, z_image_cut_out, krea2_inpaint_image, hunyuan_video_cut_out]
 
 
 def main() -> None:

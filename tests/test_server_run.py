@@ -7,7 +7,7 @@ node_errors naming the input), before any model loads. The long run: 100 prompts
 some bad) each give their masks or their clear error while the server's memory stays flat; an interrupted run
 leaves no maps behind; two prompts with different concept lists queued back to back each get their own maps.
 
-Each prompt is the example workflow flux_generation_masks.json as the frontend queues it
+Each prompt is the example workflow "Flux - masks while generating" as the frontend queues it
 (workflow_tools.ui_to_api), shrunk for the tiny models (workflow_tools.SHRINK), its loaders swapped for the
 tiny ones (comfy_server.TINY_LOADERS), plus MaskToImage -> PreviewImage on the masks so that the test reads
 them back through /view.
@@ -32,7 +32,7 @@ import workflow_tools as wt
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 
-WORKFLOW = wt.WORKFLOWS / "flux_generation_masks.json"
+WORKFLOW = wt.WORKFLOWS / "Flux - masks while generating.json"
 MASK_PREVIEW = "masks_preview"
 TWO, THREE = "cat, sofa", "dog,\ngrass,\nsky"  # the second as people type lists: commas and new lines
 BLOCKS_OUT_OF_RANGE = re.compile(r"Block index 5 is out of range for .+: it has 3 joint \(double\) blocks, so "

@@ -1,10 +1,12 @@
 """Every example workflow runs end to end through ComfyUI's own executor (`execution.PromptExecutor`).
 
-The model files are not available here, so the four loader node types are swapped for subclasses that return
-tiny random models built through ComfyUI's own classes (Flux / SD3.5-style MMDiT, their CLIP, a small
-AutoencoderKL); every other node is ComfyUI's or the pack's own, wired exactly as in the workflow file. To stay
-fast on a CPU the prompt is shrunk: 64 px images and latents, 2 sampling steps, the tiny models' blocks, and
-Kontext's preferred resolution 64x64. Asserts that every output node of every workflow produced its images.
+The model files are not available here, so the loader node types are swapped for subclasses that return, for
+the files (and CLIP type) each names, a tiny random model of that family built through ComfyUI's own classes
+(tests/tiny_workflow_models.py); every other node is ComfyUI's or the pack's own, wired exactly as in the
+workflow file. To stay fast on a CPU the prompt is shrunk (workflow_tools.SHRINK): 64 px images and latents
+(96 px where a node allows no less), 5 video frames, 2 sampling steps, the tiny models' blocks, and Kontext's
+preferred resolution 64x64. Asserts that every output node of every workflow produced its images (and saved
+its image and video files).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 
 import pytest
 
-import host
+import tiny_workflow_models
 import workflow_tools as wt
 
 pytestmark = pytest.mark.host
@@ -36,38 +38,23 @@ class FakeServer:
         pass
 
 
+def tiny_loader(nodes, node_type: str):
+    """A subclass of the loader `node_type` that returns tiny_workflow_models' stand-in for the file it names."""
+    base = nodes.NODE_CLASS_MAPPINGS[node_type]
+
+    def load(self, **widgets):
+        return tiny_workflow_models.tiny_model(node_type, widgets)
+
+    return type(f"Tiny{base.__name__}", (base,), {base.FUNCTION: load})
+
+
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
     nodes = wt.load_comfy_nodes()
-    loaded = {}
-
-    def once(key, make):
-        if key not in loaded:
-            loaded[key] = make()
-        return loaded[key]
-
-    class TinyUNETLoader(nodes.UNETLoader):
-        def load_unet(self, unet_name, weight_dtype):
-            return (once("flux", lambda: host.tiny_flux(seed=0)),)
-
-    class TinyDualCLIPLoader(nodes.DualCLIPLoader):
-        def load_clip(self, clip_name1, clip_name2, type, device="default"):
-            return (once("flux_clip", lambda: host.tiny_flux_clip(seed=1)),)
-
-    class TinyVAELoader(nodes.VAELoader):
-        def load_vae(self, vae_name):
-            return (once("vae", host.tiny_vae),)
-
-    class TinyCheckpointLoader(nodes.CheckpointLoaderSimple):
-        def load_checkpoint(self, ckpt_name):
-            return (once("sd3", lambda: host.tiny_sd3(seed=0)), once("sd3_clip", lambda: host.tiny_sd3_clip(seed=2)),
-                    once("vae", host.tiny_vae))
-
     kontext_module = sys.modules[nodes.NODE_CLASS_MAPPINGS["FluxKontextImageScale"].__module__]
     with wt.comfy_folders(tmp_path_factory.mktemp("comfy-run")) as root, pytest.MonkeyPatch.context() as mp:
-        for name, cls in (("UNETLoader", TinyUNETLoader), ("DualCLIPLoader", TinyDualCLIPLoader),
-                          ("VAELoader", TinyVAELoader), ("CheckpointLoaderSimple", TinyCheckpointLoader)):
-            mp.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
+        for node_type in tiny_workflow_models.LOADERS:
+            mp.setitem(nodes.NODE_CLASS_MAPPINGS, node_type, tiny_loader(nodes, node_type))
         mp.setattr(kontext_module, "PREFERRED_KONTEXT_RESOLUTIONS", [(64, 64)])
         yield nodes, root
 
@@ -95,6 +82,6 @@ def test_workflow_runs(comfy, path):
     for node_id in outputs:
         images = produced[node_id].get("images")
         assert images, f"{prompt[node_id]['class_type']} #{node_id} produced no images"
-        if prompt[node_id]["class_type"] == "SaveImage":
+        if prompt[node_id]["class_type"] in ("SaveImage", "SaveVideo"):
             for image in images:
                 assert (root / "output" / image["subfolder"] / image["filename"]).is_file()

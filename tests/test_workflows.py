@@ -35,6 +35,29 @@ EXPECTED = {  # the file names are the titles ComfyUI's template browser shows
     "Flux Kontext - edit one concept": {"UNETLoader", "FluxKontextImageScale", "ReferenceLatent",
                                         "ConceptAttentionFromImage", "ConceptAttentionSelectMask",
                                         "ImageCompositeMasked"},
+    "Chroma - masks of an image": {"UNETLoader", "CLIPLoader", "VAELoader", "LoadImage", "ConceptAttentionFromImage",
+                                   "ConceptAttentionSelectMask", "MaskPreview"},
+    "Qwen-Image-Edit - edit one concept": {"UNETLoader", "CLIPLoader", "VAELoader", "FluxKontextImageScale",
+                                           "TextEncodeQwenImageEditPlus", "ReferenceLatent", "ModelSamplingAuraFlow",
+                                           "CFGNorm", "KSampler", "ConceptAttentionFromImage",
+                                           "ConceptAttentionSelectMask", "ImageCompositeMasked"},
+    "Flux.2 Klein - inpaint one concept": {"UNETLoader", "CLIPLoader", "VAELoader", "ConceptAttentionPatch",
+                                           "EmptyFlux2LatentImage", "Flux2Scheduler", "CFGGuider",
+                                           "SamplerCustomAdvanced", "ConceptAttentionMasks",
+                                           "ConceptAttentionSelectMask", "GrowMask", "FeatherMask",
+                                           "SetLatentNoiseMask"},
+    "Z-Image Turbo - cut out a concept": {"UNETLoader", "CLIPLoader", "VAELoader", "ModelSamplingAuraFlow",
+                                          "ConceptAttentionPatch", "KSampler", "ConceptAttentionMasks",
+                                          "ConceptAttentionSelectMask", "ImageScale", "ImageCompositeMasked"},
+    "Krea 2 - inpaint an existing image": {"UNETLoader", "CLIPLoader", "VAELoader", "LoadImage",
+                                           "ImageScaleToTotalPixels", "VAEEncode", "ConceptAttentionFromImage",
+                                           "ConceptAttentionSelectMask", "GrowMask", "FeatherMask",
+                                           "SetLatentNoiseMask", "KSampler"},
+    "HunyuanVideo 1.5 - video cut-out": {"UNETLoader", "DualCLIPLoader", "VAELoader", "ModelSamplingSD3",
+                                         "ConceptAttentionPatch", "EmptyHunyuanVideo15Latent", "BasicScheduler",
+                                         "SamplerCustomAdvanced", "ConceptAttentionMasks",
+                                         "ConceptAttentionSelectMask", "InvertMask", "ImageCompositeMasked",
+                                         "CreateVideo", "SaveVideo"},
 }
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]
@@ -138,12 +161,21 @@ def test_concept_masks_name_listed_concepts(comfy, path):
         assert wanted in listed, f"Concept Mask #{node['id']} wants {wanted!r}, the list is {listed}"
 
 
+# Model files of families that the installed templates (comfyui-workflow-templates 0.10) have no local template
+# for yet, named as Comfy-Org's own repackaged repository for ComfyUI names them (file -> that repository).
+COMFY_ORG_FILES = {
+    "krea2_turbo_fp8_scaled.safetensors": "Comfy-Org/Krea-2",
+    "qwen3vl_4b_fp8_scaled.safetensors": "Comfy-Org/Krea-2",
+}
+
+
 def official_model_names() -> set[str]:
     """Every model file name in ComfyUI's official workflow templates (pip: comfyui-workflow-templates*)."""
     import importlib.util
 
     names = set()
-    for package in ("comfyui_workflow_templates_media_image", "comfyui_workflow_templates_core"):
+    for package in ("comfyui_workflow_templates_media_image", "comfyui_workflow_templates_media_video",
+                    "comfyui_workflow_templates_core"):
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             continue
@@ -168,11 +200,14 @@ def test_model_files_named_as_comfyui_templates(comfy, path):
         listed = {m["name"]: m for m in node["properties"].get("models", [])}
         for widget, folder in folders.items():
             name = values[widget]
-            assert name in official, f"{name} is not a model file name used by ComfyUI's own templates"
+            assert name in official or name in COMFY_ORG_FILES, (
+                f"{name} is not a model file name used by ComfyUI's own templates")
             assert name in wt.MODEL_FILES[folder]
             # properties.models drives the frontend's 'missing models' dialog with download links.
             assert name in listed and listed[name]["directory"] == folder
             assert listed[name]["url"].startswith("https://huggingface.co/") and name in listed[name]["url"]
+            if name not in official:
+                assert listed[name]["url"].startswith(f"https://huggingface.co/{COMFY_ORG_FILES[name]}/")
 
 
 def validate(prompt: dict):

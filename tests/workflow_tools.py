@@ -33,14 +33,21 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 # The model files the workflows name, per models/ sub-folder (as ComfyUI's own templates name them).
 MODEL_FILES = {
-    "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors"],
-    "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors"],
-    "vae": ["ae.safetensors"],
+    "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
+                         "Chroma1-HD-fp8mixed.safetensors", "qwen_image_edit_2511_bf16.safetensors",
+                         "flux-2-klein-4b.safetensors", "z_image_turbo_bf16.safetensors",
+                         "krea2_turbo_fp8_scaled.safetensors", "hunyuanvideo1.5_720p_t2v_fp16.safetensors"],
+    "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
+                      "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_3_4b.safetensors",
+                      "qwen3vl_4b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors"],
+    "vae": ["ae.safetensors", "qwen_image_vae.safetensors", "flux2-vae.safetensors",
+            "hunyuanvideo15_vae_fp16.safetensors"],
     "checkpoints": ["sd3.5_large_fp8_scaled.safetensors"],
 }
 # Loader node type -> {widget: models/ sub-folder}.
 LOADER_FOLDERS = {
     "UNETLoader": {"unet_name": "diffusion_models"},
+    "CLIPLoader": {"clip_name": "text_encoders"},
     "DualCLIPLoader": {"clip_name1": "text_encoders", "clip_name2": "text_encoders"},
     "VAELoader": {"vae_name": "vae"},
     "CheckpointLoaderSimple": {"ckpt_name": "checkpoints"},
@@ -50,7 +57,12 @@ INPUT_IMAGES = ["example.png"]  # ComfyUI ships input/example.png
 # 2 sampling steps, blocks the tiny models have (3 joint blocks), per node type.
 SHRINK = {
     "EmptySD3LatentImage": {"width": 64, "height": 64},
+    "EmptyFlux2LatentImage": {"width": 64, "height": 64},
+    "Flux2Scheduler": {"steps": 2, "width": 64, "height": 64},
+    "EmptyHunyuanVideo15Latent": {"width": 64, "height": 64, "length": 5},  # 2 latent frames, 5 decoded
+    "BasicScheduler": {"steps": 2},
     "ImageScale": {"width": 64, "height": 64},
+    "ImageScaleToTotalPixels": {"megapixels": 0.01},  # its minimum: 96x96 for a square image
     "KSampler": {"steps": 2},
     "ConceptAttentionPatch": {"blocks": "1-2"},
     "ConceptAttentionFromImage": {"blocks": "1-2"},
