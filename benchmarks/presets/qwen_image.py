@@ -36,12 +36,12 @@ PRESETS = {
                                          axes_dims_rope=(16, 56, 56)),
                                     resolution=1024, steps=20, prompt_tokens=160, repeats=3,
                                     notes="Qwen-Image's architecture (20B parameters)"),
-    # 384 px: the concept step reads the blocks' text-stream weights again for its 10 tokens (memory-bound on a
-    # CPU), a cost that shrinks as 1 / tokens per block; at 256 px (384 tokens a block) it is ~9% of a CPU
-    # block, at 1024 px (4096 image tokens) it is far below the target.
+    # 512 px: the concept step reads the blocks' text-stream weights again for its 10 tokens (memory-bound on a
+    # CPU), a cost that shrinks as 1 / tokens per block; at 384 px (704 tokens a block) it is ~9% of a CPU
+    # block, at 1024 px (4096 image tokens; Qwen-Image's native 1328 px has 6889) it is far below the target.
     "qwen-image-cpu-mid": qwen_image_preset(dict(patch_size=2, in_channels=64, out_channels=16, num_layers=8,
                                                  attention_head_dim=64, num_attention_heads=12,
                                                  joint_attention_dim=1024, axes_dims_rope=(16, 24, 24)),
-                                            resolution=384, steps=4, prompt_tokens=128, repeats=3,
+                                            resolution=512, steps=4, prompt_tokens=128, repeats=3,
                                             notes="a mid-size Qwen-Image that a CPU samples in seconds"),
 }
