@@ -197,7 +197,7 @@ def test_temporal_patches_map_every_latent_frame(models, concepts):
     """CogVideoX 1.5 patches latent frames in pairs: both frames of a pair share its token frame's map; an odd
     count's last frame (ComfyUI pads the pair circularly) has its own, and its decoded frames are the latent's."""
     from concept_attention import attach
-    model = models["1.5"]
+    model, decoded = models["1.5"], tc.video_vae().upscale_ratio[0]
     patched, recorder = attach(model, concepts, layers=[2])
     positive, negative = prompts("1.5")
     for frames in (4, 5):
@@ -207,18 +207,15 @@ def test_temporal_patches_map_every_latent_frame(models, concepts):
         assert torch.equal(maps[:, :, 0], maps[:, :, 1]) and torch.equal(maps[:, :, 2], maps[:, :, 3])
         assert not torch.allclose(maps[:, :, 1], maps[:, :, 2], atol=1e-3)
         masks = recorder.concept_maps_for(out).at_image_size()
-        assert masks.shape == (1, 3, 1 + 4 * (frames - 1), 32, 48)
+        assert masks.shape == (1, 3, decoded(frames), 32, 48)
 
 
 def test_frame_layout_is_the_vaes(models):
     """The frame expansion follows ComfyUI's own CogVideoX VAE (comfy.sd.VAE, built from the state dict keys it
     detects it by; weights never run): its temporal compression, its decoded frame count per latent frame
     count, and which latent frame each frame joins when encoding."""
-    import comfy.sd
     from concept_attention.adapters import adapter_for
-    vae = comfy.sd.VAE(sd={"decoder.conv_in.conv.weight": torch.zeros(512, 16, 3, 3, 3),
-                           "decoder.mid_block.resnets.0.norm1.norm_layer.weight": torch.zeros(512),
-                           "encoder.conv_out.conv.weight": torch.zeros(32, 512, 3, 3, 3)})
+    vae = tc.video_vae()
     assert type(vae.first_stage_model).__name__ == "AutoencoderKLCogVideoX"
     decoded, encoded = vae.upscale_ratio[0], vae.downscale_ratio[0]
     for variant in ("5b", "1.5"):
@@ -252,7 +249,7 @@ def test_from_image_maps_a_video_in_one_partial_pass(models, concepts):
     per_sample = [ref.expected_maps(dm, [call], concepts.embeddings, [1]) for call in inputs.calls]
     torch.testing.assert_close(result.maps, sum(per_sample) / 2, rtol=1e-4, atol=1e-5)
     assert result.maps.shape == (1, 3, 3, 2, 3) and result.image_size == (32, 48)
-    assert result.at_image_size().shape == (1, 3, 9, 32, 48)
+    assert result.at_image_size().shape == (1, 3, tc.video_vae().upscale_ratio[0](3), 32, 48)
 
 
 def test_nodes_give_per_frame_masks_through_the_t5_encoder(models):
@@ -260,19 +257,22 @@ def test_nodes_give_per_frame_masks_through_the_t5_encoder(models):
     from tiny_encoders import tiny_cogvideox_clip
     n = host.load_pack().nodes
     model, clip = models["1.5"], tiny_cogvideox_clip()
+    decoded = tc.video_vae().upscale_ratio[0]  # the VAE's decoded frames per latent frame count
+    frames = decoded(3)
     patched, handle = n.ConceptAttentionPatch.execute(model, clip, "dog, ball, grass", blocks="1-2").result
     positive, negative = (host.conditioning(clip, text) for text in ("a dog with a ball", ""))
     assert positive[0][0].shape[1] == 226
     out = host.sample(patched, positive, negative, tc.video_latent(frames=3), cfg=2.0, steps=2)
     masks, heat, seg, concept_maps = n.ConceptAttentionMasks.execute(handle, {"samples": out}).result
-    assert masks.shape == (2 * 3 * 9, 32, 48)  # per video: each concept's 9 frames in a row
-    assert heat.shape[0] == 2 * 3 * 9 and seg.shape[0] == 2 * 9
-    per_frame = masks.reshape(2, 3, 9, 32, 48)
-    torch.testing.assert_close(per_frame.sum(1), torch.ones(2, 9, 32, 48))
-    # latent frames 0 and 1 share a token frame (1.5's temporal patch): decoded frames 0-4 alike, frame 5 not
-    # (alike up to the upsampling's float rounding)
-    torch.testing.assert_close(per_frame[:, :, 0], per_frame[:, :, 4], rtol=0, atol=1e-6)
-    assert not torch.allclose(per_frame[:, :, 4], per_frame[:, :, 5], atol=1e-4)
+    assert masks.shape == (2 * 3 * frames, 32, 48)  # per video: each concept's frames in a row
+    assert heat.shape[0] == 2 * 3 * frames and seg.shape[0] == 2 * frames
+    per_frame = masks.reshape(2, 3, frames, 32, 48)
+    torch.testing.assert_close(per_frame.sum(1), torch.ones(2, frames, 32, 48))
+    # latent frames 0 and 1 share a token frame (1.5's temporal patch): the decoded frames of both alike (up to
+    # the upsampling's float rounding), the next one (latent frame 2's) not
+    pair = decoded(2)
+    torch.testing.assert_close(per_frame[:, :, 0], per_frame[:, :, pair - 1], rtol=0, atol=1e-6)
+    assert not torch.allclose(per_frame[:, :, pair - 1], per_frame[:, :, pair], atol=1e-4)
 
 
 def test_defaults_and_unsupported_models():

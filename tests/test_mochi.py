@@ -149,14 +149,13 @@ def test_concept_stream_rules(mochi, concepts):
 
 def test_frame_layout_is_the_vaes(mochi):
     """The frame expansion follows ComfyUI's own Mochi VAE (comfy.sd.VAE, built from the state dict key it
-    detects it by; weights never run): temporal compression 6, its decoded frame count per latent frame count,
+    detects it by; weights never run): its temporal compression, its decoded frame count per latent frame count,
     and which latent frame each frame joins when encoding."""
-    import comfy.sd
     from concept_attention.adapters import adapter_for
-    vae = comfy.sd.VAE(sd={"decoder.blocks.2.blocks.3.stack.5.weight": torch.zeros(512, 512, 3, 3, 3)})
+    vae = tm.video_vae()
     assert type(vae.first_stage_model).__module__ == "comfy.ldm.genmo.vae.model"
     layout = adapter_for(mochi).frame_layout()
-    assert layout.compression == vae.temporal_compression_decode() == 6
+    assert layout.compression == vae.temporal_compression_decode()
     decoded, encoded = vae.upscale_ratio[0], vae.downscale_ratio[0]
     for latent_frames in range(1, 6):
         assert layout.frames(latent_frames) == decoded(latent_frames)
@@ -185,7 +184,7 @@ def test_from_image_maps_a_video_in_one_partial_pass(mochi, concepts):
     per_sample = [ref.expected_maps(dm, [call], concepts.embeddings, [1]) for call in inputs.calls]
     torch.testing.assert_close(result.maps, sum(per_sample) / 2, rtol=1e-4, atol=1e-5)
     assert result.maps.shape == (1, 3, 3, 2, 3) and result.image_size == (32, 48)
-    assert result.at_image_size().shape == (1, 3, 13, 32, 48)
+    assert result.at_image_size().shape == (1, 3, tm.video_vae().upscale_ratio[0](3), 32, 48)
 
 
 def test_nodes_give_per_frame_masks_through_the_t5_encoder(mochi):
@@ -193,18 +192,23 @@ def test_nodes_give_per_frame_masks_through_the_t5_encoder(mochi):
     from tiny_encoders import tiny_mochi_clip
     n = host.load_pack().nodes
     clip = tiny_mochi_clip()
+    decoded = tm.video_vae().upscale_ratio[0]  # the VAE's decoded frames per latent frame count
+    frames = decoded(3)
     patched, handle = n.ConceptAttentionPatch.execute(mochi, clip, "dog, ball, grass", blocks="1-3").result
     positive, negative = (host.conditioning(clip, text) for text in ("a dog with a ball", ""))
     assert positive[0][0].shape[1] == 256 and 1 < positive[0][1]["attention_mask"].sum() < 256
     out = host.sample(patched, positive, negative, tm.video_latent(frames=3), cfg=2.0, steps=2)
     masks, heat, seg, concept_maps = n.ConceptAttentionMasks.execute(handle, {"samples": out}).result
-    assert masks.shape == (2 * 3 * 13, 32, 48)  # per video: each concept's 13 frames in a row
-    assert heat.shape[0] == 2 * 3 * 13 and seg.shape[0] == 2 * 13
-    per_frame = masks.reshape(2, 3, 13, 32, 48)
-    torch.testing.assert_close(per_frame.sum(1), torch.ones(2, 13, 32, 48))
-    # decoded frame 0 alone, then 6 per latent frame (alike up to the upsampling's float rounding)
-    torch.testing.assert_close(per_frame[:, :, 1], per_frame[:, :, 6], rtol=0, atol=1e-6)
-    assert not torch.allclose(per_frame[:, :, 6], per_frame[:, :, 7], atol=1e-3)
+    assert masks.shape == (2 * 3 * frames, 32, 48)  # per video: each concept's frames in a row
+    assert heat.shape[0] == 2 * 3 * frames and seg.shape[0] == 2 * frames
+    per_frame = masks.reshape(2, 3, frames, 32, 48)
+    torch.testing.assert_close(per_frame.sum(1), torch.ones(2, frames, 32, 48))
+    # decoded frame 0 alone (latent frame 0), then latent frame 1's frames alike (up to the upsampling's float
+    # rounding), then latent frame 2's
+    first, second = decoded(1), decoded(2)
+    assert not torch.allclose(per_frame[:, :, first - 1], per_frame[:, :, first], atol=1e-3)
+    torch.testing.assert_close(per_frame[:, :, first], per_frame[:, :, second - 1], rtol=0, atol=1e-6)
+    assert not torch.allclose(per_frame[:, :, second - 1], per_frame[:, :, second], atol=1e-3)
 
 
 def test_unsupported_models_name_mochi():

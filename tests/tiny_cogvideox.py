@@ -55,3 +55,13 @@ def conditioning(tokens: int = 6, seed: int = 0, width: int = 32, **extra):
 
 def video_latent(batch: int = 2, frames: int = 3, h: int = 4, w: int = 6, seed: int = 3, channels: int = 16):
     return torch.randn(batch, channels, frames, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def video_vae():
+    """ComfyUI's own CogVideoX VAE (`comfy.sd.VAE`, built from the state-dict keys it detects the model by; its
+    weights stay uninitialised and never run): what its temporal compression and frame counts are."""
+    import comfy.sd
+
+    return comfy.sd.VAE(sd={"decoder.conv_in.conv.weight": torch.zeros(512, 16, 3, 3, 3),
+                            "decoder.mid_block.resnets.0.norm1.norm_layer.weight": torch.zeros(512),
+                            "encoder.conv_out.conv.weight": torch.zeros(32, 512, 3, 3, 3)})

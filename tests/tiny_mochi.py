@@ -46,3 +46,11 @@ def conditioning(tokens: int = 6, seed: int = 0, length: int = 10, width: int = 
 
 def video_latent(batch: int = 2, frames: int = 3, h: int = 4, w: int = 6, seed: int = 3):
     return torch.randn(batch, 12, frames, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def video_vae():
+    """ComfyUI's own Mochi VAE (`comfy.sd.VAE`, built from the state-dict key it detects the model by; its weights
+    stay uninitialised and never run): what its temporal compression and frame counts are."""
+    import comfy.sd
+
+    return comfy.sd.VAE(sd={"decoder.blocks.2.blocks.3.stack.5.weight": torch.zeros(512, 512, 3, 3, 3)})
