@@ -20,6 +20,9 @@ section 3), each with its source in that file.
   pooled vector is their pooled-text embedder applied to zeros. On zeros every key and value of the pool is its
   bias, so the result is `to_out(v bias)` whatever the length or mask: a fixed vector with nothing of the prompt.
   (Dropping the pool term instead would leave a sum the model never sees: the pooled term is always present.)
+- Video tokens: every latent frame's, frame-major. ComfyUI's Mochi is text-to-video only (`GenmoMochi.extra_conds`
+  takes the prompt and its attention mask, no image condition), so there are no start-image, reference or
+  condition tokens: all video tokens are mapped.
 - Frames: the VAE's causal temporal compression, `latent_format.temporal_downscale_ratio` (6): the base rule.
 - Default blocks: the pack's rule, the last quarter of the joint blocks (36-47 of 48).
 """
