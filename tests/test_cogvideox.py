@@ -275,6 +275,23 @@ def test_nodes_give_per_frame_masks_through_the_t5_encoder(models):
     assert not torch.allclose(per_frame[:, :, pair - 1], per_frame[:, :, pair], atol=1e-4)
 
 
+def test_from_image_node_maps_a_video_latent(models):
+    """The From Image node on a sampler's video LATENT (no VAE), drawn over its decoded frames; a frame count
+    that is not the latent's decoded one, or an image latent, is a clear error."""
+    from tiny_encoders import tiny_cogvideox_clip
+    node, clip, model = host.load_pack().nodes.ConceptAttentionFromImage, tiny_cogvideox_clip(), models["1.5"]
+    frames = tc.video_vae().upscale_ratio[0](3)
+    latent = {"samples": tc.video_latent(batch=1, frames=3)}
+    video = torch.rand(frames, 32, 48, 3)
+    masks, heat, seg, concept_maps = node.execute(model, clip, "dog, grass", latent=latent, image=video).result
+    assert concept_maps.maps.shape == (1, 2, 3, 2, 3)
+    assert masks.shape == (2 * frames, 32, 48) and heat.shape[0] == 2 * frames and seg.shape[0] == frames
+    assert masks.reshape(2, frames, 32, 48).flatten(2).std(-1).min() > 1e-3  # the masks vary across pixels
+    with pytest.raises(ConceptAttentionError, match=f"has {frames + 1} frames, but these maps are of 1 video"):
+        node.execute(model, clip, "dog, grass", latent=latent, image=torch.rand(frames + 1, 32, 48, 3))
+    with pytest.raises(ConceptAttentionError, match=r"latents of 16 channels \(\[batch, 16, frames, height/8"):
+        node.execute(model, clip, "dog, grass", latent={"samples": torch.zeros(1, 16, 4, 6)})
+
 def test_defaults_and_unsupported_models():
     from concept_attention import Concepts, attach
     from concept_attention.adapters import adapter_for

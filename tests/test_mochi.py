@@ -211,6 +211,23 @@ def test_nodes_give_per_frame_masks_through_the_t5_encoder(mochi):
     assert not torch.allclose(per_frame[:, :, second - 1], per_frame[:, :, second], atol=1e-3)
 
 
+def test_from_image_node_maps_a_video_latent(mochi):
+    """The From Image node on a sampler's video LATENT (no VAE), drawn over its decoded frames; a frame count
+    that is not the latent's decoded one, or an image latent, is a clear error."""
+    from tiny_encoders import tiny_mochi_clip
+    node, clip, model = host.load_pack().nodes.ConceptAttentionFromImage, tiny_mochi_clip(), mochi
+    frames = tm.video_vae().upscale_ratio[0](3)
+    latent = {"samples": tm.video_latent(batch=1, frames=3)}
+    video = torch.rand(frames, 32, 48, 3)
+    masks, heat, seg, concept_maps = node.execute(model, clip, "dog, grass", latent=latent, image=video).result
+    assert concept_maps.maps.shape == (1, 2, 3, 2, 3)
+    assert masks.shape == (2 * frames, 32, 48) and heat.shape[0] == 2 * frames and seg.shape[0] == frames
+    assert masks.reshape(2, frames, 32, 48).flatten(2).std(-1).min() > 1e-3  # the masks vary across pixels
+    with pytest.raises(ConceptAttentionError, match=f"has {frames + 1} frames, but these maps are of 1 video"):
+        node.execute(model, clip, "dog, grass", latent=latent, image=torch.rand(frames + 1, 32, 48, 3))
+    with pytest.raises(ConceptAttentionError, match=r"latents of 12 channels \(\[batch, 12, frames, height/8"):
+        node.execute(model, clip, "dog, grass", latent={"samples": torch.zeros(1, 12, 4, 6)})
+
 def test_unsupported_models_name_mochi():
     from concept_attention import Concepts, attach
     with pytest.raises(ConceptAttentionError, match=r"does not support this model: Stable Diffusion 1.5 .*"
