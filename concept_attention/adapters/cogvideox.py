@@ -56,6 +56,7 @@ class CogVideoXAdapter(ModelAdapter):
     defaults_published = True
     hook = ATTENTION
     video = True
+    order = 110  # exact types, so only the listing order: after the families the pack began with (Flux.1, SD3)
 
     @classmethod
     def supports(cls, base_model) -> bool:
