@@ -158,3 +158,19 @@ def sample(model, positive, negative, latent, *, steps=3, cfg=1.0, sampler="eule
 
     return nodes.common_ksampler(model, seed, steps, cfg, sampler, "simple", positive, negative,
                                  {"samples": latent}, **kw)[0]["samples"]
+
+
+def tiny_sd15(seed: int = 0):
+    """A tiny Stable Diffusion 1.5 UNet (ComfyUI's SD15 config): a model the pack never supports (a UNet with
+    cross-attention), for the unsupported-model errors."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    unet = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
+                adm_in_channels=None, in_channels=4, model_channels=32, num_res_blocks=[1], transformer_depth=[1],
+                channel_mult=[1], transformer_depth_middle=1, use_linear_in_transformer=False, context_dim=32,
+                num_head_channels=16, transformer_depth_output=[1, 1], use_temporal_attention=False,
+                use_temporal_resblock=False)
+    model = comfy.supported_models.SD15(unet).get_model({})
+    init_weights(model.diffusion_model, seed)
+    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
