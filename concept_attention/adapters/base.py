@@ -55,10 +55,16 @@ class ConceptStream:
 
 @dataclass(frozen=True)
 class JointLayout:
-    """A block's joint attention sequence: its length and the rows of the generated image's tokens."""
+    """The attention call of a block that the concept step runs in: its query length and the rows of the
+    generated image's tokens among its queries. A joint-attention family's call is the block's first call of
+    that length. A cross-attention family's call is its text cross-attention: `keys` is its key length (the
+    text's), and `skip` the number of the block's earlier calls with the same query and key lengths (its
+    self-attention, an image cross-attention) that pass before it."""
 
     length: int
     image: slice
+    keys: int | None = None
+    skip: int = 0
 
 
 class ModelAdapter:
