@@ -23,22 +23,26 @@ from .selection import ALL, check_blocks
 __all__ = ["attach", "StopForward"]
 
 
-def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: str = "output",
+def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: str = maps_math.AUTO_SPACE,
            softmax: bool = True, stop_after_last_layer: bool = False):
     """Clone `model_patcher` and attach ConceptAttention. Returns (patched clone, Recorder).
 
     layers: 0-based joint block indices (None: the model's default set, "all": every joint block). steps: 0-based
     sampling step indices to record (None: the family's default, every step for most; "all": every step).
-    space: "output" (the method), or
-    the baselines "cross_attention" and "value"; softmax=False keeps raw scores (an ablation: maps then no
+    space: "output" (the method), or the baselines "cross_attention" and "value"; "auto" (the default) is
+    "output" where the model has it and "cross_attention" for the cross-attention-only families (Wan, LTX),
+    which offer that baseline alone. softmax=False keeps raw scores (an ablation: maps then no
     longer sum to 1). stop_after_last_layer: end each model call after the last needed block (maps only).
     """
     if not isinstance(concepts, Concepts):
         raise ConceptAttentionError("attach() needs a Concepts object; build one with encode_concepts(clip, names).")
     adapter = adapter_for(model_patcher)
     model_name = f"{adapter.family} ({type(model_patcher.model).__name__})"
+    if space == maps_math.AUTO_SPACE:
+        space = adapter.spaces[0]
     if space not in maps_math.SPACES:
-        raise ConceptAttentionError(f"space must be one of {maps_math.SPACES}, got {space!r}.")
+        raise ConceptAttentionError(f"space must be one of {(maps_math.AUTO_SPACE, *maps_math.SPACES)}, got "
+                                    f"{space!r}.")
     if space not in adapter.spaces:
         raise ConceptAttentionError(adapter.unsupported_space_message(space))
     if layers is None:
