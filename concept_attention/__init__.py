@@ -1,10 +1,11 @@
-"""ConceptAttention for ComfyUI: per-concept saliency maps from Flux.1 and SD3/SD3.5 joint attention.
+"""ConceptAttention for ComfyUI: per-concept saliency maps from the joint attention of diffusion transformers
+(the supported families: `concept_attention.adapters.supported_text()`).
 
     from concept_attention import Concepts, encode_concepts, attach
     concepts = encode_concepts(clip, ["cat", "sofa"])
-    patched, recorder = attach(model_patcher, concepts, layers=[15, 16, 17, 18])
+    patched, recorder = attach(model_patcher, concepts)
     # ... any ComfyUI sampling with `patched` ...
-    maps = recorder.maps()   # [B, C, h, w] float32 on the token grid, softmax over C
+    maps = recorder.maps()   # [B, C, h, w] (video: [B, C, T, h, w]) float32 on the token grid, softmax over C
 """
 
 from .concepts import Concepts, encode_concepts, parse_concepts

@@ -105,9 +105,12 @@ class Recorder:
 
     def concept_maps(self, maps: torch.Tensor, latent_hw) -> ConceptMaps:
         """Maps [B, C, h, w] (video: [B, C, T, h, w], with the family's frame layout) as ConceptMaps at the
-        size of the latent's pixels."""
+        size of the latent's pixels. An image family's extra latent axis (Qwen-Image-Layered's layers) is folded
+        into the batch, sample-major, as ComfyUI's LatentCutToBatch(dim="t") lays the layers out for decoding."""
         size = (latent_hw[0] * self.latent_scale, latent_hw[1] * self.latent_scale)
         frames = self.adapter.frame_layout() if maps.ndim == 5 else None
+        if maps.ndim == 5 and frames is None:
+            maps = maps.transpose(1, 2).flatten(0, 1)  # [B, C, T, h, w] -> [B*T, C, h, w]
         return ConceptMaps(self.names, maps, size, self.pixels_per_token, frames)
 
     @staticmethod

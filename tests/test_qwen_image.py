@@ -130,13 +130,20 @@ def test_layered_gives_one_map_per_layer(models, qwen_concepts):
     from concept_attention import attach
     model = models["layered"]
     patched, recorder = attach(model, qwen_concepts, layers=[1, 3])
-    _, calls = run(model, patched, latent(frames=3), cfg=2.0, reference_latents=[reference_image()])
+    out, calls = run(model, patched, latent(frames=3), cfg=2.0, reference_latents=[reference_image()])
     assert calls[0]["blocks"][0]["img"].shape[1] == 3 * 4 * 5 + 2 * 3
     expected = ref.expected_maps(calls, model.model.diffusion_model, qwen_concepts.embeddings, [1, 3])
     maps = recorder.maps()
     assert maps.shape == (2, 3, 3, 4, 5)
     torch.testing.assert_close(maps, expected, **TOL)
     assert not torch.allclose(maps[:, :, 0], maps[:, :, 1], atol=1e-3), "layers are not mixed"
+    # the masks node gives each layer's masks, sample-major, as LatentCutToBatch(dim="t") lays out the layers
+    from concept_attention.masks import to_image_size
+    masks, _, segmentation, _ = host.load_pack().nodes.ConceptAttentionMasks.execute(recorder, {"samples": out}).result
+    assert masks.shape == (2 * 3 * 3, 64, 80) and segmentation.shape[0] == 2 * 3
+    for b, t in ((0, 2), (1, 0)):
+        layer_masks = masks.reshape(2, 3, 3, 64, 80)[b, t]  # [C, H, W] of sample b's layer t
+        torch.testing.assert_close(layer_masks, to_image_size(maps[b, :, t][None], (64, 80), 16)[0])
 
 
 def test_concepts_sit_at_the_first_text_position(models, qwen_concepts):
