@@ -45,15 +45,16 @@ class CrossAttentionAdapter(ModelAdapter):
     def default_blocks(self) -> list[int]:
         return last_quarter(self.num_blocks)
 
-    def concept_keys(self, index: int, stream: ConceptStream) -> torch.Tensor:
-        """The concepts' keys [B, H, C, Dh] in block `index`'s text cross-attention."""
+    def concept_keys(self, index: int, stream: ConceptStream, block_args: dict) -> torch.Tensor:
+        """The concepts' keys [B, H, C, Dh] in block `index`'s text cross-attention (`block_args`: the block's
+        patch-replace arguments, all rows)."""
         raise NotImplementedError
 
     def concept_step(self, index, attn, stream, block_args, space):
         if space is None:  # a block the maps do not read: the concepts carry nothing from block to block
             return None
         image = self.layout(index, block_args, stream).image
-        return maps_math.scores(space, q_x=attn.q[:, :, image], k_c=self.concept_keys(index, stream))
+        return maps_math.scores(space, q_x=attn.q[:, :, image], k_c=self.concept_keys(index, stream, block_args))
 
 
 def heads_first(t: torch.Tensor, heads: int) -> torch.Tensor:

@@ -87,6 +87,6 @@ class WanAdapter(CrossAttentionAdapter):
         return JointLayout(tokens, slice(start, start + stream.extra["image_tokens"]), keys=context,
                            skip=earlier.count(context))
 
-    def concept_keys(self, index, stream):
+    def concept_keys(self, index, stream, block_args):
         cross = self.dm.blocks[index].cross_attn
         return heads_first(cross.norm_k(cross.k(stream.c)), cross.num_heads)
