@@ -13,7 +13,7 @@ import torch
 
 from . import maps as maps_math
 from .adapters import ATTENTION, adapter_for
-from .adapters.base import ModelCall
+from .adapters.base import ModelCall, packed_shapes
 from .concepts import Concepts
 from .errors import ConceptAttentionError
 from .hooks import BlockReplaceHook, ModelAttentionHook, StopForward
@@ -81,11 +81,12 @@ def _wrappers():
 
 
 def _check_embedding_width(adapter, concepts: Concepts, model_name: str) -> None:
-    expected = adapter.text_width
+    expected = adapter.text_widths
     got = concepts.embeddings.shape[-1]
-    if got != expected:
+    if got not in expected:
         raise ConceptAttentionError(
-            f"The concept embeddings are {got} wide but {model_name} takes text features of width {expected}. "
+            f"The concept embeddings are {got} wide but {model_name} takes text features of width "
+            f"{' or '.join(map(str, expected))}. "
             f"Encode the concepts with the text encoder that belongs to this model (the CLIP input).")
 
 
@@ -109,8 +110,19 @@ class SampleWrapper:
         except BaseException:
             self.recorder.abort_run(run)
             raise
-        self.recorder.finish_run(run, output)
+        self.recorder.finish_run(run, first_latent(output, kwargs))
         return output
+
+
+def first_latent(output: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """The generated latent of a sampling output: the output itself, or the first latent where the sampler
+    packed several (a nested LATENT: the sampler hands back NestedTensor(unpack_latents(output)), whose first
+    tensor is what the masks node will be given)."""
+    shapes = packed_shapes(kwargs)
+    if shapes is None:
+        return output
+    import comfy.utils
+    return comfy.utils.unpack_latents(output, shapes)[0]
 
 
 class ApplyModelWrapper:
@@ -153,7 +165,7 @@ class ApplyModelWrapper:
         call = ModelCall(base_model, x, t, {**kw, "c_crossattn": c_crossattn}, rows,
                          base_model.get_dtype_inference(), x.device)
         stream = self.adapter.start(call, self.recorder.concepts.embeddings, self.recorder.concepts)
-        run.grid = self.adapter.grid(x.shape)
+        run.grid = self.adapter.grid(call.latent_shape)
         return CallState(self.recorder, self.adapter, run, rows, keys, stream)
 
 

@@ -42,6 +42,19 @@ class ModelCall:
     def batch(self) -> int:
         return self.rows.count
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of the generated latent: x's, or the first latent's where the sampler packed several into x
+        (a nested LATENT, e.g. LTX-2's video and audio; comfy.utils.pack_latents, kwargs["latent_shapes"])."""
+        shapes = packed_shapes(self.kwargs)
+        return tuple(shapes[0] if shapes else self.x.shape)
+
+
+def packed_shapes(kwargs: dict):
+    """The latents' shapes where the sampler packed several latents into one (None for a single latent)."""
+    shapes = kwargs.get("latent_shapes")
+    return shapes if shapes is not None and len(shapes) > 1 else None
+
 
 @dataclass
 class ConceptStream:
@@ -113,6 +126,12 @@ class ModelAdapter:
     def text_width(self) -> int:
         """Width of the text-encoder features the model's text input path takes."""
         raise NotImplementedError
+
+    @property
+    def text_widths(self) -> tuple[int, ...]:
+        """Every width of concept embeddings the family takes: `text_width`, and for a family whose text encoder
+        may already have run a text stage of the model (LTX-2's connectors), the width of that stage's output."""
+        return (self.text_width,)
 
     # ---- the token grid ----
     def grid(self, latent_shape) -> tuple[int, ...]:
