@@ -9,9 +9,10 @@ the text cross-attention (LTX-2.3). Scores per video token and concept: the sum 
 softmax over concepts, mean over recorded blocks and schedule steps (cond rows only).
 
 The concepts' text features: each concept as a one-token prompt through the model's own text preprocessing
-(`LTXAVModel.preprocess_text_embeds`, ComfyUI's connectors, as `extra_conds` runs it on a prompt), its video
-half, then the caption projection where the model applies it at the blocks (`_prepare_context`); LTX-Video: the
-caption projection. Projections, norms and scores are written out here; no pack code is used.
+(`LTXAVModel.preprocess_text_embeds`, ComfyUI's connectors, as `extra_conds` runs it on a prompt; features the
+encoder already ran its own connectors on pass it unchanged), its video half, then the caption projection where
+the model applies it at the blocks (`_prepare_context`); LTX-Video: the caption projection. Projections, norms
+and scores are written out here; no pack code is used.
 """
 
 from __future__ import annotations
@@ -60,15 +61,17 @@ class CrossAttentionInputs:
             h.remove()
 
 
-def concept_text(dm, embeddings, together=False):
+def concept_text(dm, embeddings, together=False, processed=False):
     """The concepts' text features [C, D] as the video's text cross-attention takes text; `together` runs all
-    concepts as one prompt instead (for the test that each concept runs alone)."""
+    concepts as one prompt instead (for the test that each concept runs alone); `processed`: the embeddings are
+    the output of text connectors the encoder ran itself (LTX-2 19B's encoder), as `extra_conds` then hands
+    them to `preprocess_text_embeds` (without `unprocessed_ltxav_embeds`)."""
     prompts = embeddings.float()[None] if together else embeddings.float()[:, None]
     if hasattr(dm, "preprocess_text_embeds"):
-        processed = [dm.preprocess_text_embeds(p[None], unprocessed=True)[0] for p in prompts]
+        outputs = [dm.preprocess_text_embeds(p[None], unprocessed=not processed)[0] for p in prompts]
         video_width = dm.caption_channels if not dm.caption_proj_before_connector else dm.inner_dim
         # the prompt's own rows (the connector pads it with registers), video half
-        prompts = torch.stack([p[:prompts.shape[1], :video_width] for p in processed])
+        prompts = torch.stack([p[:prompts.shape[1], :video_width] for p in outputs])
     if not dm.caption_proj_before_connector:
         prompts = dm.caption_projection(prompts)
     return prompts.reshape(-1, prompts.shape[-1]).float()
@@ -95,10 +98,11 @@ def cross_attention_scores(block, x, text, prompt_timestep):
     return torch.softmax(scores, dim=-1)
 
 
-def expected_maps(dm, calls, embeddings, blocks, together=False):
-    """Mean cross-attention maps [B, C, frames, h, w] over `blocks` and the run's schedule steps."""
+def expected_maps(dm, calls, embeddings, blocks, together=False, processed=False):
+    """Mean cross-attention maps [B, C, frames, h, w] over `blocks` and the run's schedule steps (the video's
+    tokens; LTX-2's audio tokens have a cross-attention module of their own, never read here)."""
     with torch.no_grad():
-        text = concept_text(dm, embeddings, together)
+        text = concept_text(dm, embeddings, together, processed)
     shape = calls[0]["x_shape"][2:]
 
     def per_call(call):

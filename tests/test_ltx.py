@@ -110,18 +110,56 @@ def test_each_concept_runs_alone_through_the_text_connector(models):
     assert not torch.allclose(recorder.maps(), together, atol=1e-3)
 
 
-def test_audio_video_latent_is_a_clear_error(models):
-    """An LTX-2 LATENT of video and audio together (LTXV Concat AV Latent) is not mapped yet."""
+def test_audio_video_latent_maps_its_video(models):
+    """LTXV Concat AV Latent: the sampler packs the video and audio latents into one; the video's tokens are
+    mapped (the audio's never: its own cross-attention module, unread), the masks node takes the nested LATENT
+    or the video latent LTXV Separate AV Latent gives, and video and audio are bit-identical."""
     import comfy.nested_tensor
     from concept_attention import attach
+    n = host.load_pack().nodes
     model = models["2"]
+    concepts = concepts_for(model)
+    patched, recorder = attach(model, concepts, layers=[1, 2])
+    latent = comfy.nested_tensor.NestedTensor((tl.video_latent(2), tl.audio_latent(2)))
+    out, calls = sample_recorded(model, patched, *prompts(model), latent, cfg=3.0)
+    plain, _ = sample_recorded(model, model, *prompts(model), latent, cfg=3.0)
+    assert out.is_nested and all(torch.equal(a, b) for a, b in zip(out.unbind(), plain.unbind()))
+    maps = recorder.maps_for(out)
+    expected = ref.expected_maps(model.model.diffusion_model, calls, concepts.embeddings, [1, 2])
+    assert maps.shape == (2, 3, 3, 2, 3)
+    torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-5)
+    reference.assert_maps_are_discriminating(maps, expected)
+    nested_masks = n.ConceptAttentionMasks.execute(recorder, {"samples": out}).result[0]
+    video_masks = n.ConceptAttentionMasks.execute(recorder, {"samples": out.unbind()[0]}).result[0]
+    assert nested_masks.shape == (2 * 3 * 17, 64, 96) and torch.equal(nested_masks, video_masks)
+
+
+def test_connector_output_from_the_encoder(models):
+    """LTX-2 19B's encoder runs the checkpoint's text connectors itself (comfy/text_encoders/lt.py): its
+    features (prompt and concepts alike) arrive processed, video and audio halves side by side, twice as wide."""
+    from concept_attention import Concepts, attach
+    model = models["2"]
+    width = 2 * tl.text_width(model)
+    concepts = Concepts(NAMES, torch.randn(3, width, generator=torch.Generator().manual_seed(11)))
+    patched, recorder = attach(model, concepts, layers=[1, 2])
+    positive, negative = (tl.conditioning(model, tokens, seed, processed=True) for tokens, seed in ((6, 0), (4, 1)))
+    out, calls = sample_recorded(model, patched, positive, negative, tl.video_latent(2), cfg=3.0)
+    expected = ref.expected_maps(model.model.diffusion_model, calls, concepts.embeddings, [1, 2], processed=True)
+    torch.testing.assert_close(recorder.maps(), expected, rtol=1e-4, atol=1e-5)
+    reference.assert_maps_are_discriminating(recorder.maps(), expected)
+    with pytest.raises(ConceptAttentionError, match=rf"takes text features of width {width // 2} or {width}"):
+        attach(model, Concepts(NAMES, torch.zeros(3, width + 1)))
+
+
+def test_keyframe_guides_are_a_clear_error(models):
+    """LTXV Add Guide appends guide frames to the latent (cropped after sampling): not mapped, said so."""
+    from concept_attention import attach
+    model = models["video"]
     patched, _ = attach(model, concepts_for(model))
-    audio = torch.randn(1, 8, 5, 16, generator=torch.Generator().manual_seed(4))
-    latent = comfy.nested_tensor.NestedTensor((tl.video_latent(1), audio))
-    host.sample(model, *prompts(model), latent, cfg=1.0, steps=1)  # the model itself samples it
-    with pytest.raises(ConceptAttentionError, match=r"LTX-2 video latents, not audio-video ones yet.*LTXV Concat "
-                                                    r"AV Latent"):
-        host.sample(patched, *prompts(model), latent, cfg=1.0, steps=1)
+    guides = {"keyframe_idxs": torch.zeros(1, 3, 6, 2)}
+    positive, negative = (tl.conditioning(model, 6, seed, **guides) for seed in (0, 1))
+    with pytest.raises(ConceptAttentionError, match=r"keyframe guides \(LTXV Add Guide"):
+        host.sample(patched, positive, negative, tl.video_latent(1), cfg=2.0, steps=1)
 
 
 def test_output_space_is_a_clear_error(models):

@@ -56,18 +56,27 @@ def text_width(model) -> int:
     return dm.caption_channels
 
 
-def conditioning(model, tokens: int = 6, seed: int = 0, **extra):
+def conditioning(model, tokens: int = 6, seed: int = 0, processed: bool = False, **extra):
     """A CONDITIONING of random text features [1, tokens, width] as the model's encoder gives them (LTX-2:
-    `unprocessed_ltxav_embeds`, so the model runs its text connectors on them; LTX-Video: with T5's attention
-    mask), with the given extra keys."""
+    `unprocessed_ltxav_embeds`, so the model runs its text connectors on them, or with `processed` the output
+    of connectors the encoder ran itself, video and audio halves side by side, twice as wide, as LTX-2 19B's
+    encoder gives it; LTX-Video: with T5's attention mask), with the given extra keys."""
     gen = torch.Generator().manual_seed(seed)
-    if model.model.diffusion_model.__class__.__name__ == "LTXAVModel":
+    width = text_width(model)
+    if processed:
+        width *= 2
+    elif model.model.diffusion_model.__class__.__name__ == "LTXAVModel":
         extra = {"unprocessed_ltxav_embeds": True, **extra}
     else:  # the T5 encoder's integer attention mask (LTXVModel.forward needs one)
         extra = {"attention_mask": torch.ones(1, tokens, dtype=torch.long), **extra}
-    return [[torch.randn(1, tokens, text_width(model), generator=gen), {"pooled_output": None, **extra}]]
+    return [[torch.randn(1, tokens, width, generator=gen), {"pooled_output": None, **extra}]]
 
 
 def video_latent(batch: int = 2, frames: int = 3, h: int = 2, w: int = 3, seed: int = 3):
     """A [batch, 128, frames, h, w] video latent (32x spatial, 8x temporal compression: a tiny 64x96 clip)."""
     return torch.randn(batch, 128, frames, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def audio_latent(batch: int = 2, frames: int = 5, seed: int = 4):
+    """A [batch, 8, frames, 16] LTX-2 audio latent (LTXVEmptyLatentAudio's channels and frequency bins)."""
+    return torch.randn(batch, 8, frames, 16, generator=torch.Generator().manual_seed(seed))
