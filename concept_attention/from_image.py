@@ -13,7 +13,7 @@ from .patch import attach
 
 def maps_from_latent(model_patcher, concepts: Concepts, latent: torch.Tensor, positive, *,
                      noise_level: float = 0.5, samples: int = 1, seed: int = 0, layers=None,
-                     space: str = "output", softmax: bool = True) -> ConceptMaps:
+                     space: str = "auto", softmax: bool = True) -> ConceptMaps:
     """Mean maps over `samples` noise draws of the image latent(s) at sigma `noise_level`.
 
     latent: the VAE encoding of the image ([B, C, H, W], as LATENT["samples"]); positive: a CONDITIONING

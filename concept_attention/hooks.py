@@ -6,6 +6,7 @@ attention output are alive: nothing of the image is recomputed, and the attentio
 
 - BLOCK_REPLACE families: a ("double_block", i) patch replace (chained to a replace another pack put there)
   installs the override around block i only; the replace also hands the block's arguments to the family.
+  Cross-attention families (Wan, LTX) run their concept step in the block's text cross-attention call instead.
 - ATTENTION families (models that call their blocks without a replace hook): the override is installed for the
   whole model call, and an attention call is matched to its block by `transformer_options["block_index"]` or
   by call order (the family decides, `ModelAdapter.attention_block`).
@@ -36,9 +37,10 @@ class AttentionCall:
         self._cache = {}
 
     @staticmethod
-    def length_of(args: tuple, kwargs: dict) -> int:
-        q = args[0]
-        return q.shape[2] if kwargs.get("skip_reshape", False) else q.shape[1]
+    def length_of(args: tuple, kwargs: dict, which: int = 0) -> int:
+        """The sequence length of the call's queries (which=0) or keys (which=1)."""
+        t = args[which]
+        return t.shape[2] if kwargs.get("skip_reshape", False) else t.shape[1]
 
     def _heads_first(self, t: torch.Tensor) -> torch.Tensor:
         """[B, H, L, Dh] from an input given as [B, H, L, Dh] (skip_reshape) or [B, L, H*Dh] (keys and values
@@ -87,20 +89,30 @@ def call_attention(previous, func, args, kwargs):
 
 
 class BlockAttentionCapture:
-    """Override installed around one joint block (BLOCK_REPLACE): the first call of the joint length is the
-    block's joint attention; the concept step runs on it."""
+    """Override installed around one block (BLOCK_REPLACE): the concept step runs on the block's call that
+    `layout` names (adapters.base.JointLayout): the first call of the joint length, or for a cross-attention
+    family the text cross-attention, told by its key length after `layout.skip` earlier calls of those lengths."""
 
-    def __init__(self, previous, state, index: int, block_args: dict, joint_length: int):
+    def __init__(self, previous, state, index: int, block_args: dict, layout):
         self.previous, self.state, self.index = previous, state, index
-        self.block_args, self.joint_length = block_args, joint_length
+        self.block_args, self.layout = block_args, layout
+        self.to_skip = layout.skip
         self.seen = False
 
     def __call__(self, func, *args, **kwargs):
         out = call_attention(self.previous, func, args, kwargs)
-        if not self.seen and AttentionCall.length_of(args, kwargs) == self.joint_length:
+        if not self.seen and self._matches(args, kwargs):
+            if self.to_skip:
+                self.to_skip -= 1
+                return out
             self.seen = True
             self.state.on_attention(self.index, AttentionCall(args, kwargs, out, self.state.rows), self.block_args)
         return out
+
+    def _matches(self, args, kwargs) -> bool:
+        if AttentionCall.length_of(args, kwargs) != self.layout.length:
+            return False
+        return self.layout.keys is None or AttentionCall.length_of(args, kwargs, 1) == self.layout.keys
 
 
 class BlockReplaceHook:
@@ -125,11 +137,11 @@ class BlockReplaceHook:
             return run_block(args)
         layout = state.adapter.layout(self.index, args, state.stream)
         capture = BlockAttentionCapture(options.get("optimized_attention_override"), state, self.index, args,
-                                        layout.length)
+                                        layout)
         out = run_block({**args, "transformer_options": {**options, "optimized_attention_override": capture}})
         if not capture.seen:
             raise RuntimeError(
-                f"Concept Attention could not see the joint attention of block {self.index}: another node pack "
+                f"Concept Attention could not see the attention of block {self.index}: another node pack "
                 f"replaces this block without running its attention. Disable that pack's patch on this model.")
         state.block_done(self.index)
         return out

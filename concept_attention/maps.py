@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 SPACES = ("output", "cross_attention", "value")  # the method, then the paper's ablation baselines
-NODE_SPACES = ("output", "cross_attention")
+AUTO_SPACE = "auto"  # the model's own first space: "output" where the model has it, else its baseline
+NODE_SPACES = (AUTO_SPACE, "output", "cross_attention")
 CHUNK_TOKENS = 4096  # image tokens read at a time in fp32 (one chunk for a 1024x1024 Flux image)
 
 

@@ -13,7 +13,7 @@ import torch
 
 from . import maps as maps_math
 from .adapters import ATTENTION, adapter_for
-from .adapters.base import ModelCall
+from .adapters.base import ModelCall, packed_shapes
 from .concepts import Concepts
 from .errors import ConceptAttentionError
 from .hooks import BlockReplaceHook, ModelAttentionHook, StopForward
@@ -23,22 +23,26 @@ from .selection import ALL, check_blocks
 __all__ = ["attach", "StopForward"]
 
 
-def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: str = "output",
+def attach(model_patcher, concepts: Concepts, layers=None, steps=None, space: str = maps_math.AUTO_SPACE,
            softmax: bool = True, stop_after_last_layer: bool = False):
     """Clone `model_patcher` and attach ConceptAttention. Returns (patched clone, Recorder).
 
     layers: 0-based joint block indices (None: the model's default set, "all": every joint block). steps: 0-based
     sampling step indices to record (None: the family's default, every step for most; "all": every step).
-    space: "output" (the method), or
-    the baselines "cross_attention" and "value"; softmax=False keeps raw scores (an ablation: maps then no
+    space: "output" (the method), or the baselines "cross_attention" and "value"; "auto" (the default) is
+    "output" where the model has it and "cross_attention" for the cross-attention-only families (Wan, LTX),
+    which offer that baseline alone. softmax=False keeps raw scores (an ablation: maps then no
     longer sum to 1). stop_after_last_layer: end each model call after the last needed block (maps only).
     """
     if not isinstance(concepts, Concepts):
         raise ConceptAttentionError("attach() needs a Concepts object; build one with encode_concepts(clip, names).")
     adapter = adapter_for(model_patcher)
     model_name = f"{adapter.family} ({type(model_patcher.model).__name__})"
+    if space == maps_math.AUTO_SPACE:
+        space = adapter.spaces[0]
     if space not in maps_math.SPACES:
-        raise ConceptAttentionError(f"space must be one of {maps_math.SPACES}, got {space!r}.")
+        raise ConceptAttentionError(f"space must be one of {(maps_math.AUTO_SPACE, *maps_math.SPACES)}, got "
+                                    f"{space!r}.")
     if space not in adapter.spaces:
         raise ConceptAttentionError(adapter.unsupported_space_message(space))
     if layers is None:
@@ -77,11 +81,12 @@ def _wrappers():
 
 
 def _check_embedding_width(adapter, concepts: Concepts, model_name: str) -> None:
-    expected = adapter.text_width
+    expected = adapter.text_widths
     got = concepts.embeddings.shape[-1]
-    if got != expected:
+    if got not in expected:
         raise ConceptAttentionError(
-            f"The concept embeddings are {got} wide but {model_name} takes text features of width {expected}. "
+            f"The concept embeddings are {got} wide but {model_name} takes text features of width "
+            f"{' or '.join(map(str, expected))}. "
             f"Encode the concepts with the text encoder that belongs to this model (the CLIP input).")
 
 
@@ -105,8 +110,19 @@ class SampleWrapper:
         except BaseException:
             self.recorder.abort_run(run)
             raise
-        self.recorder.finish_run(run, output)
+        self.recorder.finish_run(run, first_latent(output, kwargs))
         return output
+
+
+def first_latent(output: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """The generated latent of a sampling output: the output itself, or the first latent where the sampler
+    packed several (a nested LATENT: the sampler hands back NestedTensor(unpack_latents(output)), whose first
+    tensor is what the masks node will be given)."""
+    shapes = packed_shapes(kwargs)
+    if shapes is None:
+        return output
+    import comfy.utils
+    return comfy.utils.unpack_latents(output, shapes)[0]
 
 
 class ApplyModelWrapper:
@@ -149,7 +165,7 @@ class ApplyModelWrapper:
         call = ModelCall(base_model, x, t, {**kw, "c_crossattn": c_crossattn}, rows,
                          base_model.get_dtype_inference(), x.device)
         stream = self.adapter.start(call, self.recorder.concepts.embeddings, self.recorder.concepts)
-        run.grid = self.adapter.grid(x.shape)
+        run.grid = self.adapter.grid(call.latent_shape)
         return CallState(self.recorder, self.adapter, run, rows, keys, stream)
 
 

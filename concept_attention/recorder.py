@@ -32,6 +32,11 @@ def latent_fingerprint(samples: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def first_of(samples):
+    """A LATENT's samples, or the first latent of a nested LATENT (comfy.nested_tensor.NestedTensor)."""
+    return samples.unbind()[0] if getattr(samples, "is_nested", False) else samples
+
+
 class Run:
     """Accumulating state of one sampling call."""
 
@@ -90,8 +95,9 @@ class Recorder:
         return self._checked(self._latest)
 
     def maps_for(self, samples: torch.Tensor) -> torch.Tensor:
-        """Maps of the run that produced this latent (LATENT["samples"])."""
-        result = self._results.get(latent_fingerprint(samples))
+        """Maps of the run that produced this latent (LATENT["samples"]; of a nested LATENT, e.g. LTX-2's video
+        and audio, the first latent: the generated video)."""
+        result = self._results.get(latent_fingerprint(first_of(samples)))
         if result is None:
             raise ConceptAttentionError(
                 "No Concept Attention run produced this LATENT. Wire the LATENT output of the sampler that "
@@ -101,6 +107,7 @@ class Recorder:
 
     def concept_maps_for(self, samples: torch.Tensor) -> ConceptMaps:
         """The run that produced this latent, as ConceptMaps at the latent's image size."""
+        samples = first_of(samples)
         return self.concept_maps(self.maps_for(samples), samples.shape[-2:])
 
     def concept_maps(self, maps: torch.Tensor, latent_hw) -> ConceptMaps:

@@ -8,7 +8,7 @@ from ..concept_attention import video
 from ..concept_attention.adapters import adapter_classes, supported_text
 from ..concept_attention.concepts import TOKEN_MODES, parse_concepts
 from ..concept_attention.errors import ConceptAttentionError
-from ..concept_attention.maps import NODE_SPACES
+from ..concept_attention.maps import AUTO_SPACE, NODE_SPACES
 from ..concept_attention.masks import ConceptMaps
 from ..concept_attention.preview import labelled_previews, labelled_video_previews
 from ..concept_attention.selection import parse_index_list
@@ -18,6 +18,7 @@ Maps = io.Custom("CONCEPT_ATTENTION_MAPS")
 CATEGORY = "mask/concept attention"
 MODELS = supported_text()  # from the model family adapters' own declarations
 BLOCK_DEFAULTS = "; ".join(f"{cls.family}: {cls.default_blocks_text}" for cls in adapter_classes())
+CROSS_ATTENTION_ONLY = ", ".join(cls.family for cls in adapter_classes() if "output" not in cls.spaces)
 STEP_DEFAULTS = "; ".join(f"{cls.family}: {cls.default_steps_text}" for cls in adapter_classes()
                           if cls.default_steps_text != "every step")
 # What people type into the node search when they look for this pack (matched besides the display names).
@@ -53,9 +54,12 @@ def token_mode_input():
 
 
 def space_input():
-    return io.Combo.Input("space", options=list(NODE_SPACES), default="output", advanced=True,
-                          tooltip="'output': ConceptAttention (attention-output space, the paper's method). "
-                                  "'cross_attention': raw image-query/concept-key attention, a weaker baseline.")
+    return io.Combo.Input("space", options=list(NODE_SPACES), default=AUTO_SPACE, advanced=True,
+                          tooltip=f"'output': ConceptAttention (attention-output space, the paper's method). "
+                                  f"'cross_attention': raw image-query/concept-key attention, a weaker baseline; "
+                                  f"the only space of the cross-attention-only models ({CROSS_ATTENTION_ONLY}), "
+                                  f"which never update the prompt, so ConceptAttention does not exist there. "
+                                  f"'auto': 'output' where the model has it, else 'cross_attention'.")
 
 
 def map_outputs():

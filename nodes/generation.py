@@ -45,7 +45,7 @@ class ConceptAttentionPatch(io.ComfyNode):
         return check_typed_text(concepts=concepts, blocks=blocks, steps=steps)
 
     @classmethod
-    def execute(cls, model, clip, concepts, blocks="", steps="", token_mode="mean", space="output"):
+    def execute(cls, model, clip, concepts, blocks="", steps="", token_mode="mean", space="auto"):
         encoded = encode_concepts(clip, parse_concepts(concepts), token_mode)
         patched, recorder = attach(model, encoded, layers=parse_index_list(blocks, "blocks"),
                                    steps=parse_index_list(steps, "steps"), space=space)

@@ -64,7 +64,7 @@ class ConceptAttentionFromImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, concepts, caption="", noise_level=0.5, samples=1, seed=0, blocks="",
-                token_mode="mean", space="output", vae=None, image=None, latent=None):
+                token_mode="mean", space="auto", vae=None, image=None, latent=None):
         image_latent = cls.latent_to_map(model, vae, image, latent)
         encoded = encode_concepts(clip, parse_concepts(concepts), token_mode)
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(caption))

@@ -42,6 +42,19 @@ class ModelCall:
     def batch(self) -> int:
         return self.rows.count
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of the generated latent: x's, or the first latent's where the sampler packed several into x
+        (a nested LATENT, e.g. LTX-2's video and audio; comfy.utils.pack_latents, kwargs["latent_shapes"])."""
+        shapes = packed_shapes(self.kwargs)
+        return tuple(shapes[0] if shapes else self.x.shape)
+
+
+def packed_shapes(kwargs: dict):
+    """The latents' shapes where the sampler packed several latents into one (None for a single latent)."""
+    shapes = kwargs.get("latent_shapes")
+    return shapes if shapes is not None and len(shapes) > 1 else None
+
 
 @dataclass
 class ConceptStream:
@@ -55,10 +68,16 @@ class ConceptStream:
 
 @dataclass(frozen=True)
 class JointLayout:
-    """A block's joint attention sequence: its length and the rows of the generated image's tokens."""
+    """The attention call of a block that the concept step runs in: its query length and the rows of the
+    generated image's tokens among its queries. A joint-attention family's call is the block's first call of
+    that length. A cross-attention family's call is its text cross-attention: `keys` is its key length (the
+    text's), and `skip` the number of the block's earlier calls with the same query and key lengths (its
+    self-attention, an image cross-attention) that pass before it."""
 
     length: int
     image: slice
+    keys: int | None = None
+    skip: int = 0
 
 
 class ModelAdapter:
@@ -107,6 +126,12 @@ class ModelAdapter:
     def text_width(self) -> int:
         """Width of the text-encoder features the model's text input path takes."""
         raise NotImplementedError
+
+    @property
+    def text_widths(self) -> tuple[int, ...]:
+        """Every width of concept embeddings the family takes: `text_width`, and for a family whose text encoder
+        may already have run a text stage of the model (LTX-2's connectors), the width of that stage's output."""
+        return (self.text_width,)
 
     # ---- the token grid ----
     def grid(self, latent_shape) -> tuple[int, ...]:
