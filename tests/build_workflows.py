@@ -71,6 +71,15 @@ MODEL_URLS = {
     "hunyuanvideo15_vae_fp16.safetensors":
         "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/vae/"
         "hunyuanvideo15_vae_fp16.safetensors",
+    "wan2.2_ti2v_5B_fp16.safetensors":
+        "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/diffusion_models/"
+        "wan2.2_ti2v_5B_fp16.safetensors",
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors":
+        "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/"
+        "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    "wan2.2_vae.safetensors":
+        "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/vae/"
+        "wan2.2_vae.safetensors",
     "z_image_turbo_bf16.safetensors":
         "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/diffusion_models/"
         "z_image_turbo_bf16.safetensors",
@@ -893,6 +902,35 @@ Krea 2 Turbo (8 steps, cfg 1), from Comfy-Org's Krea-2 files.
     return g
 
 
+def per_frame_cut_out(g: Graph, x, masks, frames, background, concept):
+    """Concept Mask (the mask of `concept` in every frame), Feather Mask, Invert Mask and Image Composite Masked:
+    the background outside the concept, frame by frame, over the decoded `frames`; and a preview of the masks.
+    Returns the five nodes (the composite second to last)."""
+    cm = g.add("ConceptAttentionSelectMask", (x, 0), {"concept": concept, "mode": "argmax", "threshold": 0.5},
+               size=[320, 130])
+    g.link(masks, "concept_maps", cm, "concept_maps")
+    feather = g.add("FeatherMask", (x, 190), {"left": 8, "top": 8, "right": 8, "bottom": 8}, size=[320, 130])
+    g.link(cm, 0, feather, "mask")
+    outside = g.add("InvertMask", (x, 380), size=[320, 26])
+    g.link(feather, 0, outside, "mask")
+    comp = g.add("ImageCompositeMasked", (x, 470), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
+    g.link(frames, 0, comp, "destination")
+    g.link(background, 0, comp, "source")
+    g.link(outside, 0, comp, "mask")
+    mask_view = image_out(g, "MaskPreview", (x, 680), title=f"Mask: {concept} (per frame)", size=(320, 300))
+    g.link(feather, 0, mask_view, "mask")
+    return [cm, feather, outside, comp, mask_view]
+
+
+def save_videos(g: Graph, x, videos):
+    """Create Video (24 fps) and Save Video for each (frames node, title, filename prefix), one under another."""
+    for y, (frames, title, prefix) in zip((0, 560), videos):
+        video = g.add("CreateVideo", (x, y), {"fps": 24.0}, size=[380, 82])
+        g.link(frames, 0, video, "images")
+        save = g.add("SaveVideo", (x, y + 140), {"filename_prefix": prefix}, size=[380, 340], title=title)
+        g.link(video, 0, save, "video")
+
+
 def hunyuan_video_cut_out() -> Graph:
     g = Graph("HunyuanVideo 1.5 - video cut-out")
     model = g.add("UNETLoader", (0, 0), {"unet_name": "hunyuanvideo1.5_720p_t2v_fp16.safetensors",
@@ -944,39 +982,90 @@ Keep the background's size equal to the video's (width and height of the latent 
                                                "crop": "center"}, size=[320, 154])
     g.link(background, 0, scaled, "image")
 
-    cm = g.add("ConceptAttentionSelectMask", (1620, 0), {"concept": "dog", "mode": "argmax", "threshold": 0.5},
-               size=[320, 130])
-    g.link(masks, "concept_maps", cm, "concept_maps")
-    feather = g.add("FeatherMask", (1620, 190), {"left": 8, "top": 8, "right": 8, "bottom": 8}, size=[320, 130])
-    g.link(cm, 0, feather, "mask")
-    outside = g.add("InvertMask", (1620, 380), size=[320, 26])
-    g.link(feather, 0, outside, "mask")
-    comp = g.add("ImageCompositeMasked", (1620, 470), {"x": 0, "y": 0, "resize_source": False}, size=[320, 150])
-    g.link(dec, 0, comp, "destination")
-    g.link(scaled, 0, comp, "source")
-    g.link(outside, 0, comp, "mask")
-    mask_view = image_out(g, "MaskPreview", (1620, 680), title="Mask: dog (per frame)", size=(320, 300))
-    g.link(feather, 0, mask_view, "mask")
-
-    outputs = []
-    for y, frames, title, prefix in ((0, comp, "Cut-out video", "concept_attention/hunyuan_video_cutout"),
-                                     (560, dec, "Video", "concept_attention/hunyuan_video")):
-        clip_node = g.add("CreateVideo", (2000, y), {"fps": 24.0}, size=[380, 82])
-        g.link(frames, 0, clip_node, "images")
-        save = g.add("SaveVideo", (2000, y + 140), {"filename_prefix": prefix}, size=[380, 340], title=title)
-        g.link(clip_node, 0, save, "video")
-        outputs += [clip_node, save]
+    cut_out = per_frame_cut_out(g, 1620, masks, dec, scaled, "dog")
+    save_videos(g, 2000, [(cut_out[-2], "Cut-out video", "concept_attention/hunyuan_video_cutout"),
+                          (dec, "Video", "concept_attention/hunyuan_video")])
     g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
     g.group("1. Video with Concept Attention", [shift, ca, enc, neg, latent, sampler, sigmas, *video, dec, masks],
             GROUP_COLORS["generate"])
     g.group("2. Background", [background, scaled], GROUP_COLORS["output"])
-    g.group("3. Cut out, frame by frame", [cm, feather, outside, comp, mask_view], GROUP_COLORS["concepts"])
+    g.group("3. Cut out, frame by frame", cut_out, GROUP_COLORS["concepts"])
+    return g
+
+
+# The negative prompt of ComfyUI's Wan 2.2 templates (Wan's own), in English: the template's is Chinese, which
+# umT5 reads as well, but which many canvases draw as empty boxes without a CJK font.
+WAN_NEGATIVE = ("garish colors, overexposed, static, blurred details, subtitles, style, artwork, painting, still "
+                "picture, overall gray, worst quality, low quality, JPEG artifacts, ugly, mutilated, extra fingers, "
+                "poorly drawn hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, "
+                "motionless frame, cluttered background, three legs, many people in the background, walking "
+                "backwards")
+
+
+def wan22_per_frame_masks() -> Graph:
+    g = Graph("Wan 2.2 - per-frame masks")
+    model, clip, vae = single_encoder_loaders(g, 0, 0, "wan2.2_ti2v_5B_fp16.safetensors",
+                                              "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan",
+                                              "wan2.2_vae.safetensors")
+    g.note((0, 440), [320, 560], model_files(model, clip, vae) + """
+Wan 2.2 5B text-to-video (20 steps, cfg 5, uni_pc), sampled as in ComfyUI's Wan 2.2 5B template.
+
+**Wan never updates the prompt, so this is the cross-attention baseline, not ConceptAttention proper**: the
+masks come from the video tokens' cross-attention to each concept (space `auto` picks it on Wan).
+
+1. KSampler makes the video while Concept Attention records the concepts; *Concept Attention Masks* gives
+   one mask per concept per decoded frame.
+2. Load the background; it is scaled to the video's size.
+3. *Concept Mask* picks `dog` in every frame; Image Composite Masked keeps the video's pixels inside the
+   mask and the background outside, frame by frame.
+
+Keep the background's size equal to the video's (width and height of the latent node).
+""")
+    shift = g.add("ModelSamplingSD3", (400, 0), {"shift": 8.0}, size=[400, 58])
+    g.link(model, 0, shift, "model")
+    ca = g.add("ConceptAttentionPatch", (400, 110), {"concepts": "dog, ball, grass, sky"}, size=[400, 250])
+    g.link(shift, 0, ca, "model")
+    g.link(clip, 0, ca, "clip")
+    enc = g.add("CLIPTextEncode", (400, 420), {"text": "a corgi dog chasing a red ball across the grass in a sunny "
+                                                       "park, blue sky, the camera follows the dog"},
+                size=[400, 160], title="Prompt", color=POSITIVE_COLOR)
+    g.link(clip, 0, enc, "clip")
+    neg = g.add("CLIPTextEncode", (400, 640), {"text": WAN_NEGATIVE}, size=[400, 180], title="Negative Prompt",
+                color=NEGATIVE_COLOR)
+    g.link(clip, 0, neg, "clip")
+    latent = g.add("Wan22ImageToVideoLatent", (400, 880), {"width": 1280, "height": 704, "length": 121,
+                                                            "batch_size": 1}, size=[400, 150])
+    g.link(vae, 0, latent, "vae")
+    ks = ksampler(g, 860, 0, ca, enc, neg, latent, steps=20, cfg=5.0, sampler="uni_pc")
+    dec = g.add("VAEDecode", (860, 320), size=[320, 46])
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    masks = g.add("ConceptAttentionMasks", (860, 430), size=[320, 118])
+    g.link(ca, "concept_attention", masks, "concept_attention")
+    g.link(ks, 0, masks, "latent")
+    g.link(dec, 0, masks, "image")
+    seg = image_out(g, "PreviewImage", (860, 610), title="Segmentation (per frame)", size=(320, 320))
+    g.link(masks, "segmentation", seg, "images")
+
+    background = g.add("LoadImage", (1240, 0), {"image": "example.png"}, size=[320, 380], title="Background image")
+    scaled = g.add("ImageScale", (1240, 440), {"upscale_method": "lanczos", "width": 1280, "height": 704,
+                                               "crop": "center"}, size=[320, 154])
+    g.link(background, 0, scaled, "image")
+    cut_out = per_frame_cut_out(g, 1620, masks, dec, scaled, "dog")
+    save_videos(g, 2000, [(cut_out[-2], "Cut-out video", "concept_attention/wan22_video_cutout"),
+                          (dec, "Video", "concept_attention/wan22_video")])
+    g.group("Models", [model, clip, vae], GROUP_COLORS["models"])
+    g.group("1. Video with Concept Attention (cross-attention baseline)",
+            [shift, ca, enc, neg, latent, ks, dec, masks, seg], GROUP_COLORS["generate"])
+    g.group("2. Background", [background, scaled], GROUP_COLORS["output"])
+    g.group("3. Cut out, frame by frame", cut_out, GROUP_COLORS["concepts"])
     return g
 
 
 WORKFLOWS = [flux_generation_masks, masks_from_image, attention_guided_inpainting, concept_compositing,
              sd35_generation_masks, kontext_concept_edit, chroma_masks_from_image, qwen_image_edit_concept,
-             klein_inpainting, z_image_cut_out, krea2_inpaint_image, hunyuan_video_cut_out]
+             klein_inpainting, z_image_cut_out, krea2_inpaint_image, hunyuan_video_cut_out,
+             wan22_per_frame_masks]
 
 
 def main() -> None:

@@ -264,17 +264,16 @@ def test_template_browser_shows_the_workflows(page):
         for name in IDS:
             card = template_card(page, name)
             card.wait_for(timeout=20_000)
+            card.scroll_into_view_if_needed()  # the browser loads a card's thumbnail once it is in view
             assert card.locator("h3").inner_text() == name
             assert card.locator("p").first.inner_text() == " ".join(name.replace("-", " ").split())
+            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
+                                   arg=card.locator("img").first.element_handle(timeout=20_000), timeout=20_000)
         deadline = time.monotonic() + 20
         while set(thumbnails) < set(IDS) and time.monotonic() < deadline:
             page.wait_for_timeout(250)
         assert set(thumbnails) >= set(IDS), f"thumbnails requested: {sorted(thumbnails)}"
         assert all(status == 200 and "image/jpeg" in (ctype or "") for status, ctype in thumbnails.values()), thumbnails
-        page.wait_for_function("""(n) => {
-            const imgs = Array.from(document.querySelectorAll('[role=dialog] img, .p-dialog img'));
-            return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0);
-        }""", arg=len(IDS), timeout=20_000)
     finally:
         page.remove_listener("response", on_response)
         page.keyboard.press("Escape")

@@ -58,6 +58,10 @@ EXPECTED = {  # the file names are the titles ComfyUI's template browser shows
                                          "SamplerCustomAdvanced", "ConceptAttentionMasks",
                                          "ConceptAttentionSelectMask", "InvertMask", "ImageCompositeMasked",
                                          "CreateVideo", "SaveVideo"},
+    "Wan 2.2 - per-frame masks": {"UNETLoader", "CLIPLoader", "VAELoader", "ModelSamplingSD3", "ConceptAttentionPatch",
+                                  "Wan22ImageToVideoLatent", "KSampler", "ConceptAttentionMasks",
+                                  "ConceptAttentionSelectMask", "InvertMask", "ImageCompositeMasked", "CreateVideo",
+                                  "SaveVideo"},
 }
 FILES = wt.workflow_files()
 IDS = [p.stem for p in FILES]

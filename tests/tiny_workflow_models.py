@@ -8,7 +8,8 @@ workflow names without a tiny stand-in here is an error that names it.
 The VAEs are `comfy.sd.VAE`s made from a state dict as VAE Loader makes them: ComfyUI detects the kind of VAE by
 its keys and sets its latent layout, compression and channel count; the widths it reads from the state dict are
 shrunk, the rest is the real architecture, with seeded random weights. Where ComfyUI fixes the widths whatever
-the state dict holds (the HunyuanVideo 1.5 VAE), the autoencoder is rebuilt narrower from the same classes.
+the state dict holds (the HunyuanVideo 1.5 and Wan 2.2 VAEs), the autoencoder is rebuilt narrower from the same
+classes.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ def tiny_flux2_vae(seed: int = 3, decoder_width: int = 32):
                      seed)
 
 
+def _with_autoencoder(vae, module: torch.nn.Module, seed: int):
+    """`vae` (set up by ComfyUI from the keys that tell its kind, its autoencoder never initialised) with its
+    autoencoder replaced by `module`, a narrower one of the same classes, with seeded random weights."""
+    import comfy.model_management
+    import comfy.model_patcher
+
+    host.init_weights(module, seed)
+    vae.first_stage_model = module.to(vae.vae_dtype).eval()
+    vae.patcher = comfy.model_patcher.CoreModelPatcher(module, load_device=vae.device,
+                                                       offload_device=comfy.model_management.vae_offload_device())
+    vae.size = None
+    return vae
+
+
 def tiny_hunyuan15_vae(seed: int = 3, width_divisor: int = 16):
     """The HunyuanVideo 1.5 VAE: 32 latent channels, 16x spatial and causal 4x temporal compression (the first
     frame alone). ComfyUI detects it by a 32-channel `decoder.conv_in.conv.weight` and sets that layout, but builds
@@ -56,8 +71,6 @@ def tiny_hunyuan15_vae(seed: int = 3, width_divisor: int = 16):
     a minute per clip on a CPU). So the VAE is made by ComfyUI from that key alone, and its autoencoder is then
     rebuilt from the same classes (comfy.ldm.hunyuan_video.vae_refiner) with every width divided by
     `width_divisor`, with seeded random weights."""
-    import comfy.model_management
-    import comfy.model_patcher
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencodingEngine
 
@@ -70,12 +83,24 @@ def tiny_hunyuan15_vae(seed: int = 3, width_divisor: int = 16):
         regularizer_config={"target": "comfy.ldm.models.autoencoder.EmptyRegularizer"},
         encoder_config={"target": "comfy.ldm.hunyuan_video.vae_refiner.Encoder", "params": ddconfig},
         decoder_config={"target": "comfy.ldm.hunyuan_video.vae_refiner.Decoder", "params": ddconfig})
-    host.init_weights(module, seed)
-    vae.first_stage_model = module.to(vae.vae_dtype).eval()
-    vae.patcher = comfy.model_patcher.CoreModelPatcher(module, load_device=vae.device,
-                                                       offload_device=comfy.model_management.vae_offload_device())
-    vae.size = None
-    return vae
+    return _with_autoencoder(vae, module, seed)
+
+
+def tiny_wan22_vae(seed: int = 3, dim: int = 16, dec_dim: int = 32):
+    """The Wan 2.2 VAE (Wan 2.2 5B): 48 latent channels, 16x spatial (a 2x2 patchify inside) and causal 4x temporal
+    compression. ComfyUI detects it by `decoder.upsamples.0.upsamples.0.residual.2.weight` next to the Wan keys and
+    builds it at the released widths (encoder 160, decoder 256: 0.7B parameters) whatever the state dict holds, so
+    it is made from those two keys (zero views of the released shapes) and rebuilt from the same class
+    (comfy.ldm.wan.vae2_2.WanVAE) with the widths `dim` and `dec_dim`."""
+    import comfy.sd
+    from comfy.ldm.wan.vae2_2 import WanVAE
+
+    zero = torch.zeros(())
+    vae = comfy.sd.VAE(sd={"decoder.middle.0.residual.0.gamma": zero.expand(1024, 1, 1, 1),
+                           "decoder.upsamples.0.upsamples.0.residual.2.weight": zero.expand(1024, 1024, 3, 3, 3)})
+    module = WanVAE(dim=dim, dec_dim=dec_dim, z_dim=vae.latent_channels, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                    attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
+    return _with_autoencoder(vae, module, seed)
 
 
 def tiny_qwen_image_edit_clip(seed: int = 0):
@@ -128,6 +153,11 @@ def _hunyuan_video():
     return tiny_hunyuan_video("1.5", seed=0)
 
 
+def _wan22():
+    from tiny_wan import tiny_wan
+    return tiny_wan("2.2-5b", seed=0)
+
+
 def _encoder(name, **options):
     def build():
         import tiny_encoders
@@ -145,6 +175,7 @@ DIFFUSION_MODELS = {
     "z_image_turbo_bf16.safetensors": _z_image,
     "krea2_turbo_fp8_scaled.safetensors": _krea2,
     "hunyuanvideo1.5_720p_t2v_fp16.safetensors": _hunyuan_video,
+    "wan2.2_ti2v_5B_fp16.safetensors": _wan22,
 }
 # (CLIP type, file names) -> tiny text encoder: the type and the file together pick the encoder in ComfyUI
 TEXT_ENCODERS = {
@@ -157,12 +188,14 @@ TEXT_ENCODERS = {
     # Qwen2.5-VL without byT5 (byT5 only adds features for quoted text)
     ("hunyuan_video_15", "qwen_2.5_vl_7b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors"):
         _encoder("tiny_hunyuan15_clip"),
+    ("wan", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): _encoder("tiny_wan_clip"),
 }
 VAES = {
     "ae.safetensors": host.tiny_vae,
     "qwen_image_vae.safetensors": tiny_wan21_vae,
     "flux2-vae.safetensors": tiny_flux2_vae,
     "hunyuanvideo15_vae_fp16.safetensors": tiny_hunyuan15_vae,
+    "wan2.2_vae.safetensors": tiny_wan22_vae,
 }
 CHECKPOINTS = {
     "sd3.5_large_fp8_scaled.safetensors": lambda: (host.tiny_sd3(seed=0), host.tiny_sd3_clip(seed=2),

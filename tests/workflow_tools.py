@@ -36,12 +36,14 @@ MODEL_FILES = {
     "diffusion_models": ["flux1-dev.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
                          "Chroma1-HD-fp8mixed.safetensors", "qwen_image_edit_2511_bf16.safetensors",
                          "flux-2-klein-4b.safetensors", "z_image_turbo_bf16.safetensors",
-                         "krea2_turbo_fp8_scaled.safetensors", "hunyuanvideo1.5_720p_t2v_fp16.safetensors"],
+                         "krea2_turbo_fp8_scaled.safetensors", "hunyuanvideo1.5_720p_t2v_fp16.safetensors",
+                         "wan2.2_ti2v_5B_fp16.safetensors"],
     "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
                       "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_3_4b.safetensors",
-                      "qwen3vl_4b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors"],
+                      "qwen3vl_4b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors",
+                      "umt5_xxl_fp8_e4m3fn_scaled.safetensors"],
     "vae": ["ae.safetensors", "qwen_image_vae.safetensors", "flux2-vae.safetensors",
-            "hunyuanvideo15_vae_fp16.safetensors"],
+            "hunyuanvideo15_vae_fp16.safetensors", "wan2.2_vae.safetensors"],
     "checkpoints": ["sd3.5_large_fp8_scaled.safetensors"],
 }
 # Loader node type -> {widget: models/ sub-folder}.
@@ -60,6 +62,7 @@ SHRINK = {
     "EmptyFlux2LatentImage": {"width": 64, "height": 64},
     "Flux2Scheduler": {"steps": 2, "width": 64, "height": 64},
     "EmptyHunyuanVideo15Latent": {"width": 64, "height": 64, "length": 5},  # 2 latent frames, 5 decoded
+    "Wan22ImageToVideoLatent": {"width": 64, "height": 64, "length": 5},  # 2 latent frames, 5 decoded
     "BasicScheduler": {"steps": 2},
     "ImageScale": {"width": 64, "height": 64},
     "ImageScaleToTotalPixels": {"megapixels": 0.01},  # its minimum: 96x96 for a square image
