@@ -40,6 +40,21 @@ def init_random(module: torch.nn.Module, std: float = 0.02) -> None:
             p.normal_(0, std)
 
 
+def random_model(config_name: str, unet_config: dict, device, dtype):
+    """ComfyUI's model of `comfy.supported_models.<config_name>` for this diffusion-model config, built on
+    `device` in `dtype` with random weights, as a ModelPatcher."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = getattr(comfy.supported_models, config_name)(dict(unet_config))
+    config.set_inference_dtype(dtype, None)
+    with torch.device(device):
+        base = config.get_model({}, device=device)
+    init_random(base.diffusion_model)
+    base.diffusion_model.to(device=device, dtype=dtype)
+    return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+
+
 def all_presets() -> dict[str, Preset]:
     found: dict[str, Preset] = {}
     for info in pkgutil.iter_modules(__path__):

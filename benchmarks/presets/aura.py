@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # comfy/ldm/aura/mmdit.py MMDiT's arguments for the released model (comfy/model_detection.py reads them).
 AURAFLOW = dict(cond_seq_dim=2048, in_channels=4, out_channels=4, patch_size=2, dim=3072, n_layers=36,
@@ -14,16 +14,7 @@ AURAFLOW = dict(cond_seq_dim=2048, in_channels=4, out_channels=4, patch_size=2, 
 
 def aura_preset(model: dict, resolution: int, steps: int, repeats: int, notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.AuraFlow(dict(model))
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("AuraFlow", dict(model), device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, 256, model["cond_seq_dim"], generator=gen), {}]]

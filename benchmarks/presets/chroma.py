@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # comfy/model_detection.py's Chroma settings (approximator 64 -> 5120 x 5 -> hidden) with Flux-dev's trunk.
 CHROMA1 = dict(in_channels=64, out_channels=64, context_in_dim=4096, hidden_size=3072, mlp_ratio=4.0,
@@ -21,17 +21,8 @@ RADIANCE1 = dict(CHROMA1, in_channels=3, out_channels=3, patch_size=16, nerf_hid
 def chroma_preset(model: dict, radiance: bool, resolution: int, steps: int, prompt_tokens: int, repeats: int,
                   notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config_class = comfy.supported_models.ChromaRadiance if radiance else comfy.supported_models.Chroma
-        config = config_class(dict(image_model="chroma_radiance" if radiance else "chroma", **model))
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("ChromaRadiance" if radiance else "Chroma",
+                            dict(image_model="chroma_radiance" if radiance else "chroma", **model), device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, prompt_tokens, model["context_in_dim"], generator=gen), {}]]

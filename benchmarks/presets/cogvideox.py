@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # CogVideoX-5B as ComfyUI's model detection reads it from the checkpoint (comfy/model_detection.py)
 COGVIDEOX_5B = dict(image_model="cogvideox", num_attention_heads=48, attention_head_dim=64, time_embed_dim=512,
@@ -16,16 +16,7 @@ COGVIDEOX_5B = dict(image_model="cogvideox", num_attention_heads=48, attention_h
 
 def cogvideox_preset(model: dict, resolution: int, frames: int, steps: int, repeats: int, notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.CogVideoX_T2V(dict(model))
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("CogVideoX_T2V", dict(model), device, dtype)
 
     def conditioning(gen):  # CogVideoX's T5 prompt: always 226 tokens (CogVideoXT5Tokenizer pads to it)
         return [[torch.randn(1, 226, model["text_embed_dim"], generator=gen), {}]]

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 
 def flux_preset(model: dict, resolution: int, steps: int, prompt_tokens: int, repeats: int, notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.Flux(dict(image_model="flux", txt_ids_dims=[], **model))
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("Flux", dict(image_model="flux", txt_ids_dims=[], **model), device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, prompt_tokens, model["context_in_dim"], generator=gen),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 LATENT_CHANNELS = 128
 TEXT_TOKENS = 512
@@ -24,16 +24,7 @@ def flux2_preset(model: dict, resolution: int, steps: int, repeats: int, notes: 
                   default_ref_method="index", ref_index_scale=10.0, **model)
 
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        model_config = comfy.supported_models.Flux2(dict(config))
-        model_config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = model_config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("Flux2", dict(config), device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, TEXT_TOKENS, config["context_in_dim"], generator=gen), {"guidance": 4.0}]]

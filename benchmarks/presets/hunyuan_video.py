@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # HunyuanVideo 1.5 as ComfyUI's model detection reads it from the checkpoint (comfy/model_detection.py)
 HV15 = dict(image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=3584,
@@ -17,16 +17,7 @@ HV15 = dict(image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in
 def hunyuan_video15_preset(model: dict, resolution: int, frames: int, steps: int, prompt_tokens: int,
                            repeats: int, notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.HunyuanVideo15(model)
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("HunyuanVideo15", model, device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, prompt_tokens, model["context_in_dim"], generator=gen), {"pooled_output": None}]]

@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 
 def krea2_preset(model: dict, resolution: int, steps: int, prompt_tokens: int, repeats: int, notes: str) -> Preset:
     width = model["txtlayers"] * model["txtdim"]  # the 12 tapped Qwen3-VL layers, flattened per token
 
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.Krea2(dict(image_model="krea2", **model))
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("Krea2", dict(image_model="krea2", **model), device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, prompt_tokens, width, generator=gen), {}]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # LTX-2 19B as ComfyUI reads it (comfy/model_detection.py: 48 blocks, 32 heads of 128, cross-attention width
 # 4096; the rest LTXAVModel's defaults: Gemma 3 features of width 3840, two 3840-wide text connectors). Widths
@@ -20,16 +20,7 @@ LTX2_19B = dict(image_model="ltxav", num_layers=48, num_attention_heads=32, atte
 def ltx2_preset(model: dict, resolution: int, frames: int, steps: int, prompt_tokens: int, repeats: int,
                 notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.LTXAV(model)
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("LTXAV", model, device, dtype)
 
     def conditioning(gen):  # the Gemma features before the connectors, which the model runs (padding to 1024)
         return [[torch.randn(1, prompt_tokens, model["caption_channels"], generator=gen),

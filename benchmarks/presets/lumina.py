@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # What ComfyUI's model detection sets for Z-Image (comfy/model_detection.py, dim 3840), minus the sizes.
 Z_IMAGE = dict(image_model="lumina2", patch_size=2, in_channels=16, qk_norm=True, rope_theta=256.0,
@@ -13,16 +13,7 @@ Z_IMAGE = dict(image_model="lumina2", patch_size=2, in_channels=16, qk_norm=True
 
 def z_image_preset(model: dict, resolution: int, steps: int, prompt_tokens: int, repeats: int, notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.ZImage({**Z_IMAGE, **model})
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("ZImage", {**Z_IMAGE, **model}, device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, prompt_tokens, model["cap_feat_dim"], generator=gen), {}]]

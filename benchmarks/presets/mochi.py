@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # Mochi 1 preview as ComfyUI's model detection reads it from the checkpoint (comfy/model_detection.py)
 MOCHI = dict(image_model="mochi_preview", depth=48, patch_size=2, num_heads=24, hidden_size_x=3072,
@@ -19,16 +19,7 @@ MOCHI = dict(image_model="mochi_preview", depth=48, patch_size=2, num_heads=24, 
 def mochi_preset(model: dict, resolution: int, frames: int, steps: int, prompt_tokens: int, repeats: int,
                  notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.GenmoMochi(dict(model))
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("GenmoMochi", dict(model), device, dtype)
 
     def conditioning(gen):  # Mochi's T5 prompt: 256 tokens, the attention mask marks the prompt's own
         mask = torch.zeros(1, 256, dtype=torch.long)

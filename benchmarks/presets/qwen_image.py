@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 
 def qwen_image_preset(model: dict, resolution: int, steps: int, prompt_tokens: int, repeats: int,
                       notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.QwenImage(dict(image_model="qwen_image", **model))
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("QwenImage", dict(image_model="qwen_image", **model), device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, prompt_tokens, model["joint_attention_dim"], generator=gen), {}]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Preset, init_random
+from . import Preset, random_model
 
 # Wan 2.2 A14B T2V as ComfyUI's model detection reads it from either expert's checkpoint (comfy/model_detection.py:
 # 128-wide heads, the umT5-XXL text width 4096 of WanModel's default); it loads as WAN21_T2V.
@@ -18,16 +18,7 @@ WAN22_14B = dict(image_model="wan2.1", model_type="t2v", dim=5120, ffn_dim=13824
 def wan_preset(model: dict, resolution: int, frames: int, steps: int, prompt_tokens: int, repeats: int,
                notes: str) -> Preset:
     def build(device, dtype):
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        config = comfy.supported_models.WAN21_T2V(model)
-        config.set_inference_dtype(dtype, None)
-        with torch.device(device):
-            base = config.get_model({}, device=device)
-        init_random(base.diffusion_model)
-        base.diffusion_model.to(device=device, dtype=dtype)
-        return comfy.model_patcher.ModelPatcher(base, torch.device(device), torch.device("cpu"))
+        return random_model("WAN21_T2V", model, device, dtype)
 
     def conditioning(gen):
         return [[torch.randn(1, prompt_tokens, model["text_dim"], generator=gen), {"pooled_output": None}]]
