@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import host
+from video_checks import assert_frames_follow_the_vae, check_from_image_node_on_a_video_latent
 import reference
 import reference_cogvideox as ref
 import tiny_cogvideox as tc
@@ -217,17 +218,10 @@ def test_frame_layout_is_the_vaes(models):
     from concept_attention.adapters import adapter_for
     vae = tc.video_vae()
     assert type(vae.first_stage_model).__name__ == "AutoencoderKLCogVideoX"
-    decoded, encoded = vae.upscale_ratio[0], vae.downscale_ratio[0]
     for variant in ("5b", "1.5"):
         layout = adapter_for(models[variant]).frame_layout()
         assert layout.compression == vae.temporal_compression_decode()
-        for latent_frames in range(1, 6):
-            assert layout.frames(latent_frames) == decoded(latent_frames)
-            sources = layout.sources(latent_frames).tolist()
-            assert sources == [min(t for t in range(latent_frames) if decoded(t + 1) > f) for f in range(len(sources))]
-        for frames in range(1, 22):
-            sources = layout.with_count(frames).sources(encoded(frames))
-            assert len(sources) == frames and sources.max() == encoded(frames) - 1
+        assert_frames_follow_the_vae(layout, vae)
 
 
 def test_from_image_maps_a_video_in_one_partial_pass(models, concepts):
@@ -276,21 +270,10 @@ def test_nodes_give_per_frame_masks_through_the_t5_encoder(models):
 
 
 def test_from_image_node_maps_a_video_latent(models):
-    """The From Image node on a sampler's video LATENT (no VAE), drawn over its decoded frames; a frame count
-    that is not the latent's decoded one, or an image latent, is a clear error."""
+    """The From Image node on a sampler's video LATENT: masks per decoded frame, clear errors (video_checks.py)."""
     from tiny_encoders import tiny_cogvideox_clip
-    node, clip, model = host.load_pack().nodes.ConceptAttentionFromImage, tiny_cogvideox_clip(), models["1.5"]
-    frames = tc.video_vae().upscale_ratio[0](3)
-    latent = {"samples": tc.video_latent(batch=1, frames=3)}
-    video = torch.rand(frames, 32, 48, 3)
-    masks, heat, seg, concept_maps = node.execute(model, clip, "dog, grass", latent=latent, image=video).result
-    assert concept_maps.maps.shape == (1, 2, 3, 2, 3)
-    assert masks.shape == (2 * frames, 32, 48) and heat.shape[0] == 2 * frames and seg.shape[0] == frames
-    assert masks.reshape(2, frames, 32, 48).flatten(2).std(-1).min() > 1e-3  # the masks vary across pixels
-    with pytest.raises(ConceptAttentionError, match=f"has {frames + 1} frames, but these maps are of 1 video"):
-        node.execute(model, clip, "dog, grass", latent=latent, image=torch.rand(frames + 1, 32, 48, 3))
-    with pytest.raises(ConceptAttentionError, match=r"latents of 16 channels \(\[batch, 16, frames, height/8"):
-        node.execute(model, clip, "dog, grass", latent={"samples": torch.zeros(1, 16, 4, 6)})
+    check_from_image_node_on_a_video_latent(models["1.5"], tiny_cogvideox_clip(), tc, channels=16)
+
 
 def test_defaults_and_unsupported_models():
     from concept_attention import Concepts, attach

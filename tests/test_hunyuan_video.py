@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import host
+from video_checks import assert_frames_follow_the_vae
 import reference
 import reference_hunyuan_video as ref
 import tiny_hunyuan_video as thv
@@ -209,15 +210,7 @@ def test_frame_layout_is_the_vaes(models):
         vae = comfy.sd.VAE(sd=sd)
         layout = adapter_for(models[variant]).frame_layout()
         assert layout.compression == vae.temporal_compression_decode()
-        decoded, encoded = vae.upscale_ratio[0], vae.downscale_ratio[0]
-        for latent_frames in range(1, 6):
-            assert layout.frames(latent_frames) == decoded(latent_frames)
-            sources = layout.sources(latent_frames).tolist()
-            # causal: decoded frame f comes from the first latent frame whose decode reaches it
-            assert sources == [min(t for t in range(latent_frames) if decoded(t + 1) > f) for f in range(len(sources))]
-        for frames in range(1, 22):  # an input video of any length keeps its frames, all within what it encodes to
-            sources = layout.with_count(frames).sources(encoded(frames))
-            assert len(sources) == frames and sources.max() == encoded(frames) - 1
+        assert_frames_follow_the_vae(layout, vae)
 
 
 def test_from_image_maps_a_video_in_one_partial_pass(models, concepts):

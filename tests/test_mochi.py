@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import host
+from video_checks import assert_frames_follow_the_vae, check_from_image_node_on_a_video_latent
 import reference
 import reference_mochi as ref
 import tiny_mochi as tm
@@ -156,14 +157,7 @@ def test_frame_layout_is_the_vaes(mochi):
     assert type(vae.first_stage_model).__module__ == "comfy.ldm.genmo.vae.model"
     layout = adapter_for(mochi).frame_layout()
     assert layout.compression == vae.temporal_compression_decode()
-    decoded, encoded = vae.upscale_ratio[0], vae.downscale_ratio[0]
-    for latent_frames in range(1, 6):
-        assert layout.frames(latent_frames) == decoded(latent_frames)
-        sources = layout.sources(latent_frames).tolist()
-        assert sources == [min(t for t in range(latent_frames) if decoded(t + 1) > f) for f in range(len(sources))]
-    for frames in range(1, 26):
-        sources = layout.with_count(frames).sources(encoded(frames))
-        assert len(sources) == frames and sources.max() == encoded(frames) - 1
+    assert_frames_follow_the_vae(layout, vae, latent_frames=5, input_frames=25)
 
 
 def test_from_image_maps_a_video_in_one_partial_pass(mochi, concepts):
@@ -212,21 +206,10 @@ def test_nodes_give_per_frame_masks_through_the_t5_encoder(mochi):
 
 
 def test_from_image_node_maps_a_video_latent(mochi):
-    """The From Image node on a sampler's video LATENT (no VAE), drawn over its decoded frames; a frame count
-    that is not the latent's decoded one, or an image latent, is a clear error."""
+    """The From Image node on a sampler's video LATENT: masks per decoded frame, clear errors (video_checks.py)."""
     from tiny_encoders import tiny_mochi_clip
-    node, clip, model = host.load_pack().nodes.ConceptAttentionFromImage, tiny_mochi_clip(), mochi
-    frames = tm.video_vae().upscale_ratio[0](3)
-    latent = {"samples": tm.video_latent(batch=1, frames=3)}
-    video = torch.rand(frames, 32, 48, 3)
-    masks, heat, seg, concept_maps = node.execute(model, clip, "dog, grass", latent=latent, image=video).result
-    assert concept_maps.maps.shape == (1, 2, 3, 2, 3)
-    assert masks.shape == (2 * frames, 32, 48) and heat.shape[0] == 2 * frames and seg.shape[0] == frames
-    assert masks.reshape(2, frames, 32, 48).flatten(2).std(-1).min() > 1e-3  # the masks vary across pixels
-    with pytest.raises(ConceptAttentionError, match=f"has {frames + 1} frames, but these maps are of 1 video"):
-        node.execute(model, clip, "dog, grass", latent=latent, image=torch.rand(frames + 1, 32, 48, 3))
-    with pytest.raises(ConceptAttentionError, match=r"latents of 12 channels \(\[batch, 12, frames, height/8"):
-        node.execute(model, clip, "dog, grass", latent={"samples": torch.zeros(1, 12, 4, 6)})
+    check_from_image_node_on_a_video_latent(mochi, tiny_mochi_clip(), tm, channels=12)
+
 
 def test_unsupported_models_name_mochi():
     from concept_attention import Concepts, attach
